@@ -1,0 +1,280 @@
+"""Backends: an array namespace, its device, random numbers and host transfer behind one name.
+
+``get_backend("cpu")`` is NumPy, ``get_backend("cuda")`` is CuPy, and any other array-API
+namespace (array-api-strict in the tests, torch through array-api-compat) is accepted as is.
+This is one of the two modules of ``xpnet`` that import NumPy (host data and the RNG need it);
+CuPy is imported lazily, so ``import xpnet`` works on a machine without CUDA.
+"""
+
+import os
+import types
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "RNG",
+    "get_backend",
+    "set_backend",
+    "namespace",
+]
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here; the message says why."""
+
+
+_NAMESPACES = {}
+
+
+def namespace(*arrays):
+    """The array-API namespace of ``arrays``, cached by type.
+
+    ``array_api_compat.array_namespace`` costs 2-3 us a call (measured on NumPy); a training
+    step asks dozens of times, so the answer is memoized per array type.
+    """
+    types_ = {type(a) for a in arrays if a is not None and not isinstance(a, (int, float))}
+    if len(types_) == 1:
+        (t,) = types_
+        xp = _NAMESPACES.get(t)
+        if xp is None:
+            xp = _NAMESPACES[t] = array_api_compat.array_namespace(*arrays)
+        return xp
+    return array_api_compat.array_namespace(*arrays)
+
+
+class RNG:
+    """Random numbers on a backend's device: the array API standard has none.
+
+    Wraps ``numpy.random.Generator`` (the CPU backend, and for any namespace without its own
+    generator: draws on the host, then transfers) or ``cupy.random.Generator`` (CUDA).
+    ``host=True`` always draws on the host, so the same seed gives the same numbers on every
+    backend; initializers use it, which makes a seeded model identical on CPU and GPU.
+    """
+
+    def __init__(self, backend, seed=None, host=False):
+        self.backend = backend
+        self._cupy = backend.name == "cuda" and not host
+        if self._cupy:
+            import cupy
+
+            self._gen = cupy.random.default_rng(seed)
+        else:
+            self._gen = np.random.default_rng(seed)
+
+    def _out(self, a, dtype):
+        if self._cupy or self.backend.name == "cpu":
+            return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+        return self.backend.asarray(a, dtype=dtype)
+
+    def _float_dtype(self, dtype):
+        # NumPy and CuPy generators draw float32 or float64 natively; others get float64.
+        if self._cupy or self.backend.name == "cpu":
+            return dtype if dtype is not None else np.float32
+        return np.float64
+
+    def normal(self, shape, dtype=None, mean=0.0, stddev=1.0):
+        a = self._gen.standard_normal(tuple(shape), dtype=self._float_dtype(dtype))
+        if stddev != 1.0:
+            a *= stddev
+        if mean != 0.0:
+            a += mean
+        return self._out(a, dtype)
+
+    def truncated_normal(self, shape, dtype=None, mean=0.0, stddev=1.0):
+        """Normal draws, redrawn until all lie within two standard deviations (as Keras)."""
+        a = self._gen.standard_normal(tuple(shape), dtype=self._float_dtype(dtype))
+        xp = np if not self._cupy else _cupy()
+        bad = xp.abs(a) > 2.0
+        while bool(bad.any()):
+            a[bad] = self._gen.standard_normal(int(bad.sum()), dtype=a.dtype)
+            bad = xp.abs(a) > 2.0
+        return self._out(a * stddev + mean, dtype)
+
+    def uniform(self, shape, dtype=None, minval=0.0, maxval=1.0):
+        a = self._gen.random(tuple(shape), dtype=self._float_dtype(dtype))
+        if (minval, maxval) != (0.0, 1.0):
+            a *= maxval - minval
+            a += minval
+        return self._out(a, dtype)
+
+    def bernoulli(self, p, shape, dtype=None):
+        """A 0/1 mask of ``dtype`` whose entries are 1 with probability ``p``."""
+        a = self._gen.random(tuple(shape), dtype=self._float_dtype(dtype)) < p
+        return self._out(a, dtype if dtype is not None else np.float32)
+
+    def permutation(self, n):
+        """A random permutation of ``range(n)`` as an int64 array on the device."""
+        if self._cupy:
+            return _cupy().argsort(self._gen.random(n))
+        perm = self._gen.permutation(n)
+        return perm if self.backend.name == "cpu" else self.backend.asarray(perm)
+
+    def integers(self, low, high, shape):
+        """Uniform int64 draws from ``[low, high)`` on the device."""
+        a = self._gen.integers(low, high, size=tuple(shape), dtype=np.int64)
+        return a if self._cupy or self.backend.name == "cpu" else self.backend.asarray(a)
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+class Backend:
+    """One array namespace on one device.
+
+    Attributes
+    ----------
+    name : str
+        ``"cpu"`` (NumPy), ``"cuda"`` (CuPy), or the module name of another namespace.
+    xp : module
+        The array-API namespace (wrapped by array-api-compat where needed).
+    device : object
+        The device new arrays are created on.
+    """
+
+    def __init__(self, name, xp, device=None):
+        self.name, self.xp, self.device = name, xp, device
+
+    def __repr__(self):
+        return f"Backend({self.name!r}, device={self.device!r})"
+
+    def asarray(self, a, dtype=None):
+        """Host data (NumPy, lists, scalars) or an array of this namespace, on this device."""
+        if self.name == "cuda":
+            return _cupy().asarray(a, dtype=dtype)
+        if self.name == "cpu":
+            return np.asarray(a, dtype=dtype)
+        return self.xp.asarray(a, dtype=dtype, device=self.device)
+
+    def to_numpy(self, a):
+        """A NumPy copy (or view, on the CPU) of ``a``."""
+        if isinstance(a, np.ndarray) or np.isscalar(a):
+            return np.asarray(a)
+        if self.name == "cuda":
+            return a.get()
+        if self.name == "cpu":
+            return np.asarray(a)
+        try:  # array-api-strict on a non-CPU device refuses __array__; DLPack from the CPU works
+            cpu = getattr(self.xp, "Device", None)
+            host = a.to_device(cpu("CPU_DEVICE")) if cpu is not None else a
+            return np.from_dlpack(host)
+        except (AttributeError, TypeError, RuntimeError, BufferError):
+            return np.asarray(a)
+
+    def rng(self, seed=None, host=False):
+        """A random generator on this backend; see :class:`RNG`."""
+        return RNG(self, seed, host=host)
+
+    def synchronize(self):
+        """Wait for queued device work (a no-op off the GPU); for timing."""
+        if self.name == "cuda":
+            _cupy().cuda.get_current_stream().synchronize()
+
+    @property
+    def supports_views(self):
+        """Whether a reshaped slice of an array writes through to it (NumPy, CuPy).
+
+        The standard does not promise views; the flat-parameter optimizer needs them.
+        """
+        return self.name in ("cpu", "cuda")
+
+
+_DEFAULT = {"name": None}
+_CACHE = {}
+
+
+def set_backend(name):
+    """Set the default backend for models built afterwards: ``"auto"``, ``"cpu"``, ``"cuda"``."""
+    get_backend(name)  # fail now, not at the first model
+    _DEFAULT["name"] = name
+
+
+def _cuda_backend():
+    try:
+        import cupy
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "backend 'cuda' needs CuPy, which is not installed: pip install 'xpnet[cuda]'"
+        ) from e
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError: no driver, driver too old for the runtime
+        raise BackendUnavailableError(
+            f"backend 'cuda': CuPy is installed but cannot use a GPU here: {e}"
+        ) from e
+    if count == 0:
+        raise BackendUnavailableError("backend 'cuda': CuPy sees no CUDA device")
+    return Backend("cuda", array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device())
+
+
+def _cuda_usable():
+    try:
+        _cuda_backend()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+def get_backend(spec=None, device=None):
+    """The :class:`Backend` for ``spec``.
+
+    Parameters
+    ----------
+    spec : str, module or Backend, default=None
+        ``"auto"`` (CUDA where CuPy sees a GPU, else CPU), ``"cpu"`` / ``"numpy"``,
+        ``"cuda"`` / ``"gpu"`` / ``"cupy"``, an array-API namespace module, or a Backend.
+        None means the default: :func:`set_backend`, else ``$XPNET_BACKEND``, else ``"auto"``.
+    device : object, default=None
+        The device of a namespace backend (``array_api_strict.Device("device1")``).
+    """
+    if isinstance(spec, Backend):
+        return spec
+    if spec is None:
+        spec = _DEFAULT["name"] or os.environ.get("XPNET_BACKEND") or "auto"
+    key = (spec if isinstance(spec, str) else id(spec), str(device))
+    backend = _CACHE.get(key)
+    if backend is None:
+        backend = _CACHE[key] = _make_backend(spec, device)
+    return backend
+
+
+def _make_backend(spec, device):
+    if isinstance(spec, types.ModuleType):
+        name = spec.__name__.split(".")[-1]
+        if name == "numpy":
+            return get_backend("cpu")
+        if name == "cupy":
+            return get_backend("cuda")
+        xp = array_api_compat.array_namespace(spec.empty((0,), device=device))
+        return Backend(spec.__name__, xp, device if device is not None else None)
+    if not isinstance(spec, str):
+        raise TypeError(f"backend must be a name or an array namespace, got {spec!r}")
+    name = spec.lower()
+    if name == "auto":
+        return get_backend("cuda") if _cuda_usable() else get_backend("cpu")
+    if name in ("cpu", "numpy"):
+        return Backend("cpu", array_api_compat.array_namespace(np.empty(0)), "cpu")
+    if name in ("cuda", "gpu", "cupy"):
+        return _cuda_backend()
+    raise ValueError(
+        f"unknown backend {spec!r}: expected 'auto', 'cpu', 'cuda' or an array namespace"
+    )
+
+
+def backend_of(x):
+    """The Backend that arrays like ``x`` live on."""
+    xp = namespace(x)
+    if array_api_compat.is_numpy_namespace(xp):
+        return get_backend("cpu")
+    if array_api_compat.is_cupy_namespace(xp):
+        return get_backend("cuda")
+    dev = array_api_compat.device(x)
+    mod = xp
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        import array_api_strict as mod
+    return get_backend(mod, device=dev)

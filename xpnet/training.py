@@ -1,0 +1,507 @@
+"""Training: ``compile``, ``fit``, ``evaluate``, ``predict`` and the ``*_on_batch`` pieces.
+
+``fit`` moves the data to the backend's device once, shuffles there, gathers each batch by
+index there, and reads losses and metrics back to the host only when a progress update or
+the end of an epoch reports them.
+"""
+
+import math
+
+from xpnet import callbacks as callbacks_module
+from xpnet import losses as losses_module
+from xpnet import metrics as metrics_module
+from xpnet import optimizers
+from xpnet.layers.base import ActivatedLayer
+from xpnet.utils import next_seed
+
+__all__ = ["Trainer"]
+
+
+class _FlatParams:
+    """One flat buffer per dtype for the trainable weights and one for their gradients;
+    the layers' ``params``/``grads`` entries become views of them, so the optimizer updates
+    every weight in one kernel call and zeroing the gradients is one fill."""
+
+    def __init__(self, pairs, backend):
+        xp = backend.xp
+        self.groups, self.views = [], []
+        by_dtype = {}
+        for layer, name in pairs:
+            by_dtype.setdefault(str(layer.params[name].dtype), []).append((layer, name))
+        for group in by_dtype.values():
+            dtype = group[0][0].params[group[0][1]].dtype
+            total = sum(math.prod(la.params[k].shape) for la, k in group)
+            flat_p = xp.empty((total,), dtype=dtype, device=backend.device)
+            flat_g = xp.zeros((total,), dtype=dtype, device=backend.device)
+            offset = 0
+            for la, k in group:
+                shape = tuple(la.params[k].shape)
+                n = math.prod(shape)
+                flat_p[offset:offset + n] = xp.reshape(la.params[k], (n,))
+                la.params[k] = xp.reshape(flat_p[offset:offset + n], shape)
+                la.grads[k] = xp.reshape(flat_g[offset:offset + n], shape)
+                self.views.append((la, k, la.params[k], la.grads[k]))
+                offset += n
+            self.groups.append((flat_g, flat_p))
+
+    def valid(self):
+        """False once something rebound a weight (another model packed a shared layer)."""
+        return all(la.params[k] is p and la.grads[k] is g for la, k, p, g in self.views)
+
+
+def _as_list(x, n, what):
+    if isinstance(x, (list, tuple)):
+        if len(x) != n:
+            raise ValueError(f"expected {n} {what} array(s), got {len(x)}")
+        return list(x)
+    if n != 1:
+        raise ValueError(f"expected a list of {n} {what} arrays, got one array")
+    return [x]
+
+
+class Trainer:
+    """The training half of :class:`xpnet.Model`."""
+
+    def __init__(self):
+        self.optimizer = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._flat = None
+        self._rng = None
+
+    # -- compile -------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                **kwargs):
+        """Configure training, as Keras.
+
+        Parameters
+        ----------
+        optimizer : str or Optimizer, default="rmsprop"
+        loss : str, Loss, or a list/dict of them (one per output)
+        loss_weights : list or dict of floats, default=None
+        metrics : list of str or Metric (or a list/dict of lists, one per output)
+        """
+        ignored = set(kwargs) - {"run_eagerly", "jit_compile", "steps_per_execution",
+                                 "weighted_metrics", "auto_scale_loss"}
+        if ignored:
+            raise TypeError(f"{self.name}: compile got unexpected argument(s) {sorted(ignored)}")
+        if loss is None:
+            raise ValueError(f"{self.name}: compile needs a loss, e.g. loss='mse'")
+        self.optimizer = optimizers.get(optimizer)
+        self._loss_spec, self._loss_weights_spec, self._metrics_spec = loss, loss_weights, metrics
+        self.compiled = True
+        self._compiled_graph = None
+        self._rng = None
+        if self._graph is not None:
+            self._finish_compile()
+
+    def _per_output(self, spec, default, what):
+        names = [t.node.layer.name if t.node else str(i) for i, t in enumerate(self.outputs)]
+        if isinstance(spec, dict):
+            unknown = set(spec) - set(names)
+            if unknown:
+                raise ValueError(f"{self.name}: {what} for unknown output(s) {sorted(unknown)};"
+                                 f" outputs are {names}")
+            return [spec.get(n, default) for n in names]
+        if isinstance(spec, (list, tuple)) and len(self.outputs) > 1:
+            if len(spec) != len(self.outputs):
+                raise ValueError(f"{self.name}: {len(spec)} {what} for "
+                                 f"{len(self.outputs)} outputs")
+            return list(spec)
+        return [spec] * len(self.outputs)
+
+    def _finish_compile(self):
+        """The part of compile that needs the graph: fused heads, metrics, flat weights."""
+        self._losses = [losses_module.get(s) for s in
+                        self._per_output(self._loss_spec, None, "losses")]
+        weights = self._per_output(self._loss_weights_spec, 1.0, "loss weights") \
+            if self._loss_weights_spec is not None else [1.0] * len(self.outputs)
+        self._loss_weights = [float(w) for w in weights]
+        spec = self._metrics_spec or []
+        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and spec and \
+                not isinstance(spec[0], (list, tuple)):
+            spec = [spec] * len(self.outputs)
+        per_output = self._per_output(spec, [], "metrics") if len(self.outputs) > 1 \
+            else [spec]
+        self._metrics = [[metrics_module.get(m, loss, t.shape) for m in (ms or [])]
+                         for ms, loss, t in zip(per_output, self._losses, self.outputs)]
+        self._train_losses = list(self._losses)
+        consumers = {i for step in self._graph for i in step.ins}
+        for step in self._graph:
+            step.fused = False
+        for k, slot in enumerate(self._output_slots):
+            step = next(s for s in self._graph if s.out == slot)
+            twin = self._losses[k].logits_twin(getattr(step.layer, "activation", None)) \
+                if isinstance(step.layer, ActivatedLayer) else None
+            if twin is not None and slot not in consumers and \
+                    self._output_slots.count(slot) == 1:
+                step.fused = True
+                self._train_losses[k] = twin
+        self._heads = [next(s for s in self._graph if s.out == slot)
+                       for slot in self._output_slots]
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self._output_loss_trackers = [metrics_module.Mean(name=f"{self._output_name(k)}_loss")
+                                      for k in range(len(self.outputs))] \
+            if len(self.outputs) > 1 else []
+        self._pack()
+        self._compiled_graph = self._graph
+
+    def _output_name(self, k):
+        t = self.outputs[k]
+        return t.node.layer.name if t.node else f"output_{k}"
+
+    def _pack(self):
+        pairs = self.trainable_pairs()
+        self._frozen = [la for la in self._leaf_layers()
+                        if la.grads and all(pl is not la for pl, _ in pairs)]
+        self._flat = _FlatParams(pairs, self.backend) \
+            if pairs and self.backend.supports_views else None
+
+    def _leaf_layers(self):
+        out = []
+        for la in self._unique_layers():
+            out.extend(la._leaf_layers() if hasattr(la, "_leaf_layers") else [la])
+        return out
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"{self.name}: call compile() before {what}()")
+
+    def _sync_compile(self):
+        """Finish compiling once the graph exists (a Sequential built from its first data)."""
+        if self._compiled_graph is not self._graph:
+            self._finish_compile()
+
+    @property
+    def metrics_names(self):
+        names = ["loss"] + [t.name for t in self._output_loss_trackers]
+        multi = len(self.outputs) > 1
+        for k, ms in enumerate(self._metrics):
+            names += [f"{self._output_name(k)}_{m.name}" if multi else m.name for m in ms]
+        return names
+
+    def _all_metrics(self):
+        return [self._loss_tracker] + self._output_loss_trackers + \
+            [m for ms in self._metrics for m in ms]
+
+    def reset_metrics(self):
+        for m in self._all_metrics():
+            m.reset_state()
+
+    # -- one step ------------------------------------------------------------------------
+    def _grads_and_params(self):
+        if self._flat is not None and self._flat.valid():
+            return self._flat.groups
+        return [(la.grads[k], la.params[k]) for la, k in self.trainable_pairs()]
+
+    def _zero_grads(self):
+        if self._flat is not None and self._flat.valid():
+            for flat_g, _ in self._flat.groups:
+                flat_g[...] = 0.0
+            for la in self._frozen:
+                la.zero_grads()
+        else:
+            self.zero_grads()
+
+    def _loss_and_dys(self, ys, outs, sample_weight, train):
+        total, dys = 0.0, []
+        losses = self._train_losses
+        for k, (loss, y, out) in enumerate(zip(losses, ys, outs)):
+            value, dy = loss.value_and_grad(y, out, sample_weight)
+            w = self._loss_weights[k]
+            if w != 1.0:
+                value, dy = value * w, dy * w
+            if self._output_loss_trackers:
+                self._output_loss_trackers[k].update_mean(value, ys[0].shape[0])
+            total = total + value
+            dys.append(dy)
+        return total, dys
+
+    def _update_metrics(self, ys, outs, sample_weight, fused):
+        for k, ms in enumerate(self._metrics):
+            if not ms:
+                continue
+            out = outs[k]
+            head = self._heads[k]
+            if fused and head.fused:
+                probs = None
+                for m in ms:
+                    if m.argmax_based and head.layer.activation == "softmax":
+                        m.update_state(ys[k], out, sample_weight)
+                        continue
+                    if probs is None:
+                        from xpnet import kernels
+
+                        probs = kernels.activation(head.layer.activation, out)
+                    m.update_state(ys[k], probs, sample_weight)
+            else:
+                for m in ms:
+                    m.update_state(ys[k], out, sample_weight)
+
+    def _train_step(self, xs, ys, sample_weight):
+        self._zero_grads()
+        outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True, fused=True)
+        outs = outs if self._multi_out else [outs]
+        loss, dys = self._loss_and_dys(ys, outs, sample_weight, True)
+        loss = loss + self._add_regularization()
+        self.backward(ctx, dys if self._multi_out else dys[0], need_dx=False)
+        self.optimizer.apply_gradients(self._grads_and_params())
+        self._loss_tracker.update_mean(loss, xs[0].shape[0])
+        self._update_metrics(ys, outs, sample_weight, True)
+        return loss
+
+    def _add_regularization(self):
+        """Regularization penalties of the layers (added to the loss and the gradients)."""
+        return 0.0
+
+    def _test_step(self, xs, ys, sample_weight):
+        outs, _ = self.forward(xs if self._multi_in else xs[0], training=False, fused=True)
+        outs = outs if self._multi_out else [outs]
+        loss, _ = self._loss_and_dys(ys, outs, sample_weight, False)
+        loss = loss + self._add_regularization()
+        self._loss_tracker.update_mean(loss, xs[0].shape[0])
+        self._update_metrics(ys, outs, sample_weight, True)
+        return loss
+
+    # -- data ----------------------------------------------------------------------------
+    def _adapt_x(self, x, what):
+        if x is None:
+            raise ValueError(f"{self.name}: {what} needs input data x")
+        if isinstance(x, dict):
+            self._require_graph(what)
+            missing = [t.name for t in self.inputs if t.name not in x]
+            if missing:
+                raise ValueError(f"{self.name}: input data lacks {missing}")
+            x = [x[t.name] for t in self.inputs]
+        if self._graph is None:
+            first = x[0] if isinstance(x, (list, tuple)) else x
+            self._ensure_graph((None,) + tuple(_shape(first)[1:]))
+        xs = _as_list(x, len(self.inputs), "input")
+        backend = self.backend
+        out = []
+        for t, a in zip(self.inputs, xs):
+            shape = _shape(a)
+            if len(shape) != len(t.shape) or any(e is not None and e != g for e, g in
+                                                 zip(t.shape[1:], shape[1:])):
+                raise ValueError(f"{self.name}: input {t.name!r} expects shape "
+                                 f"{t.shape}, got data of shape {shape}")
+            out.append(backend.asarray(a, dtype=getattr(backend.xp, t.dtype)))
+        n = out[0].shape[0]
+        if any(a.shape[0] != n for a in out):
+            raise ValueError(f"{self.name}: inputs have different numbers of samples: "
+                             f"{[a.shape[0] for a in out]}")
+        if n == 0:
+            raise ValueError(f"{self.name}: {what} got empty input data (0 samples)")
+        return out
+
+    def _adapt_y(self, y, n, what):
+        self._sync_compile()
+        if y is None:
+            raise ValueError(f"{self.name}: {what} needs targets y")
+        if isinstance(y, dict):
+            y = [y[self._output_name(k)] for k in range(len(self.outputs))]
+        ys = _as_list(y, len(self.outputs), "target")
+        backend, out = self.backend, []
+        for loss, t, a in zip(self._losses, self.outputs, ys):
+            if not hasattr(a, "shape"):
+                a = backend.asarray(a)
+            if a.shape[0] != n:
+                raise ValueError(f"{self.name}: {n} input samples but {a.shape[0]} targets")
+            loss.validate(a, t.shape)
+            a, xp = backend.asarray(a), backend.xp
+            if loss.sparse_labels:
+                if a.ndim == len(t.shape) and a.shape[-1] == 1:
+                    a = xp.reshape(a, tuple(a.shape[:-1]))
+                out.append(xp.astype(a, xp.int64))
+            else:
+                out.append(xp.astype(a, getattr(xp, t.dtype)))
+        return out
+
+    def _adapt_weights(self, sample_weight, n):
+        if sample_weight is None:
+            return None
+        w = self.backend.asarray(sample_weight, dtype=getattr(self.backend.xp, self.dtype))
+        if w.shape[0] != n:
+            raise ValueError(f"{self.name}: {n} samples but {w.shape[0]} sample weights")
+        return w
+
+    # -- fit -----------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`History`.
+
+        ``x`` and ``y`` are arrays (NumPy or the backend's own; a list or dict of them for
+        several inputs or outputs). ``validation_split`` holds out the last fraction of the
+        samples before shuffling, as Keras does.
+        """
+        self._require_compiled("fit")
+        xs = self._adapt_x(x, "fit")
+        n = xs[0].shape[0]
+        ys = self._adapt_y(y, n, "fit")
+        sw = self._adapt_weights(sample_weight, n)
+        if class_weight is not None:
+            sw = self._class_weights(class_weight, ys[0], sw)
+        if validation_data is None and validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"{self.name}: validation_split must be in (0, 1), "
+                                 f"got {validation_split}")
+            cut = int(n * (1.0 - validation_split))
+            if cut == 0 or cut == n:
+                raise ValueError(f"{self.name}: validation_split={validation_split} leaves "
+                                 f"no training or no validation samples out of {n}")
+            val = ([a[cut:, ...] for a in xs], [a[cut:, ...] for a in ys],
+                   None if sw is None else sw[cut:])
+            xs, ys = [a[:cut, ...] for a in xs], [a[:cut, ...] for a in ys]
+            sw = None if sw is None else sw[:cut]
+            n = cut
+        elif validation_data is not None:
+            vx, vy, *vw = validation_data
+            vxs = self._adapt_x(vx, "fit")
+            val = (vxs, self._adapt_y(vy, vxs[0].shape[0], "fit"),
+                   self._adapt_weights(vw[0] if vw else None, vxs[0].shape[0]))
+        else:
+            val = None
+        batch_size = batch_size or 32
+        steps = math.ceil(n / batch_size)
+        if steps_per_epoch:
+            steps = min(steps, steps_per_epoch)
+        verbose = 1 if verbose == "auto" else verbose
+        self.history = callbacks_module.History()
+        cbs = list(callbacks or [])
+        if verbose:
+            cbs.append(callbacks_module.ProgbarLogger(verbose))
+        cbs.append(self.history)
+        cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps,
+                                                      "verbose": verbose})
+        if self._rng is None:
+            self._rng = self.backend.rng(next_seed())
+        self.stop_training = False
+        xp = self.backend.xp
+        lazy = callbacks_module.LazyLogs({name: m.result for name, m in
+                                          zip(self.metrics_names, self._all_metrics())})
+        cb.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            cb.on_epoch_begin(epoch)
+            perm = self._rng.permutation(n) if shuffle else None
+            for step in range(steps):
+                start = step * batch_size
+                if perm is None:
+                    index = slice(start, start + batch_size)
+                    bx = [a[index, ...] for a in xs]
+                    by = [a[index, ...] for a in ys]
+                    bw = None if sw is None else sw[index]
+                else:
+                    idx = perm[start:start + batch_size]
+                    bx = [xp.take(a, idx, axis=0) for a in xs]
+                    by = [xp.take(a, idx, axis=0) for a in ys]
+                    bw = None if sw is None else xp.take(sw, idx, axis=0)
+                cb.on_train_batch_begin(step)
+                self._train_step(bx, by, bw)
+                cb.on_train_batch_end(step, lazy)
+                if self.stop_training:
+                    break
+            logs = self._read_logs()
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cb.on_train_end(self._read_logs())
+        return self.history
+
+    def _class_weights(self, class_weight, y, sw):
+        xp = self.backend.xp
+        labels = y if y.ndim == 1 else xp.argmax(y, axis=-1) if y.shape[-1] > 1 else \
+            xp.astype(xp.reshape(y, (-1,)) > 0.5, xp.int64)
+        n_classes = max(int(xp.max(labels)) + 1, max(class_weight) + 1)
+        table = [float(class_weight.get(c, 1.0)) for c in range(n_classes)]
+        table = xp.asarray(table, dtype=getattr(xp, self.dtype), device=self.backend.device)
+        w = xp.take(table, xp.astype(labels, xp.int64), axis=0)
+        return w if sw is None else w * sw
+
+    def _read_logs(self):
+        """Every tracked value as a Python float: the one host sync of an epoch."""
+        return {name: float(m.result()) for name, m in
+                zip(self.metrics_names, self._all_metrics())}
+
+    # -- evaluate / predict ----------------------------------------------------------------
+    def _evaluate_arrays(self, xs, ys, sw, batch_size):
+        self.reset_metrics()
+        n = xs[0].shape[0]
+        for start in range(0, n, batch_size):
+            index = slice(start, start + batch_size)
+            self._test_step([a[index, ...] for a in xs], [a[index, ...] for a in ys],
+                            None if sw is None else sw[index])
+        return self._read_logs()
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 return_dict=False, **kwargs):
+        """Loss and metrics on ``(x, y)``: a float, a list of floats, or a dict."""
+        self._require_compiled("evaluate")
+        xs = self._adapt_x(x, "evaluate")
+        ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
+        sw = self._adapt_weights(sample_weight, xs[0].shape[0])
+        logs = self._evaluate_arrays(xs, ys, sw, batch_size or 32)
+        return self._format_result(logs, return_dict)
+
+    def _format_result(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        """Outputs for ``x`` as NumPy arrays (a list for several outputs)."""
+        xs = self._adapt_x(x, "predict")
+        batch_size = batch_size or 32
+        n = xs[0].shape[0]
+        chunks = []
+        for start in range(0, n, batch_size):
+            batch = [a[start:start + batch_size, ...] for a in xs]
+            out, _ = self.forward(batch if self._multi_in else batch[0], training=False)
+            chunks.append(out if self._multi_out else [out])
+        xp = self.backend.xp
+        outs = [self.backend.to_numpy(xp.concat([c[k] for c in chunks], axis=0))
+                for k in range(len(self.outputs))]
+        return outs if self._multi_out else outs[0]
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One gradient step on one batch; returns its loss (and metrics), as floats."""
+        self._require_compiled("train_on_batch")
+        xs = self._adapt_x(x, "train_on_batch")
+        ys = self._adapt_y(y, xs[0].shape[0], "train_on_batch")
+        sw = self._adapt_weights(sample_weight, xs[0].shape[0])
+        if class_weight is not None:
+            sw = self._class_weights(class_weight, ys[0], sw)
+        if self._rng is None:
+            self._rng = self.backend.rng(next_seed())
+        self.reset_metrics()
+        self._train_step(xs, ys, sw)
+        return self._format_result(self._read_logs(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss (and metrics) on one batch, without training."""
+        self._require_compiled("test_on_batch")
+        xs = self._adapt_x(x, "test_on_batch")
+        ys = self._adapt_y(y, xs[0].shape[0], "test_on_batch")
+        self.reset_metrics()
+        self._test_step(xs, ys, self._adapt_weights(sample_weight, xs[0].shape[0]))
+        return self._format_result(self._read_logs(), return_dict)
+
+    def predict_on_batch(self, x):
+        """Outputs for one batch, as NumPy."""
+        return self.predict(x, batch_size=_shape(x if not isinstance(x, (list, tuple))
+                                                 else x[0])[0] or 1)
+
+
+def _shape(a):
+    shape = getattr(a, "shape", None)
+    if shape is None:
+        raise TypeError(f"expected an array, got {type(a).__name__}")
+    return tuple(shape)
