@@ -57,6 +57,10 @@ class RNG:
     def __init__(self, backend, seed=None, host=False):
         self.backend = backend
         self._cupy = backend.name == "cuda" and not host
+        # Native: draw straight into the backend's arrays, in their dtype (float32 draws
+        # are faster). Otherwise draw float64 on the host, then cast and transfer, so a seed
+        # gives the same numbers on every backend.
+        self._native = self._cupy or (backend.name == "cpu" and not host)
         if self._cupy:
             import cupy
 
@@ -65,13 +69,12 @@ class RNG:
             self._gen = np.random.default_rng(seed)
 
     def _out(self, a, dtype):
-        if self._cupy or self.backend.name == "cpu":
+        if self._native:
             return a if dtype is None or a.dtype == dtype else a.astype(dtype)
         return self.backend.asarray(a, dtype=dtype)
 
     def _float_dtype(self, dtype):
-        # NumPy and CuPy generators draw float32 or float64 natively; others get float64.
-        if self._cupy or self.backend.name == "cpu":
+        if self._native:
             return dtype if dtype is not None else np.float32
         return np.float64
 
@@ -110,12 +113,12 @@ class RNG:
         if self._cupy:
             return _cupy().argsort(self._gen.random(n))
         perm = self._gen.permutation(n)
-        return perm if self.backend.name == "cpu" else self.backend.asarray(perm)
+        return perm if self._native else self.backend.asarray(perm)
 
     def integers(self, low, high, shape):
         """Uniform int64 draws from ``[low, high)`` on the device."""
         a = self._gen.integers(low, high, size=tuple(shape), dtype=np.int64)
-        return a if self._cupy or self.backend.name == "cpu" else self.backend.asarray(a)
+        return a if self._native else self.backend.asarray(a)
 
 
 def _cupy():
@@ -236,11 +239,18 @@ def get_backend(spec=None, device=None):
         return spec
     if spec is None:
         spec = _DEFAULT["name"] or os.environ.get("XPNET_BACKEND") or "auto"
+    if isinstance(spec, str):
+        spec = _ALIASES.get(spec.lower(), spec.lower())
+        if spec == "auto":
+            return get_backend("cuda") if _cuda_usable() else get_backend("cpu")
     key = (spec if isinstance(spec, str) else id(spec), str(device))
     backend = _CACHE.get(key)
     if backend is None:
         backend = _CACHE[key] = _make_backend(spec, device)
     return backend
+
+
+_ALIASES = {"numpy": "cpu", "gpu": "cuda", "cupy": "cuda"}
 
 
 def _make_backend(spec, device):
@@ -254,12 +264,9 @@ def _make_backend(spec, device):
         return Backend(spec.__name__, xp, device if device is not None else None)
     if not isinstance(spec, str):
         raise TypeError(f"backend must be a name or an array namespace, got {spec!r}")
-    name = spec.lower()
-    if name == "auto":
-        return get_backend("cuda") if _cuda_usable() else get_backend("cpu")
-    if name in ("cpu", "numpy"):
+    if spec == "cpu":
         return Backend("cpu", array_api_compat.array_namespace(np.empty(0)), "cpu")
-    if name in ("cuda", "gpu", "cupy"):
+    if spec == "cuda":
         return _cuda_backend()
     raise ValueError(
         f"unknown backend {spec!r}: expected 'auto', 'cpu', 'cuda' or an array namespace"

@@ -252,14 +252,14 @@ class BinaryCrossentropy(Loss):
         super().__init__(**kwargs)
         self.from_logits, self.label_smoothing = from_logits, float(label_smoothing)
 
-    def prepare(self, y_true, y_pred):
-        t = super().prepare(y_true, y_pred)
+    def _smooth(self, t):
         if self.label_smoothing:
-            t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+            return t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         return t
 
     def call(self, y_true, y_pred):
         xp = namespace(y_pred)
+        y_true = self._smooth(y_true)
         if self.from_logits:  # max(z, 0) - z t + log(1 + exp(-|z|))
             z = y_pred
             return xp.mean(reference.softplus(z, xp) - z * y_true, axis=-1)
@@ -268,6 +268,7 @@ class BinaryCrossentropy(Loss):
 
     def grad(self, y_true, y_pred):
         xp = namespace(y_pred)
+        y_true = self._smooth(y_true)
         d = 1.0 / y_pred.shape[-1]
         if self.from_logits:
             return (reference.sigmoid(y_pred, xp) - y_true) * d

@@ -340,10 +340,12 @@ class Sequential(Model):
         Model.__init__(self, name=name, backend=backend, trainable=trainable)
         self._stack, self._input = [], None
         for layer in layers or []:
-            self.add(layer)
+            self.add(layer, rebuild=False)
+        if self._input is not None:
+            self._ensure_graph()
 
-    def add(self, layer):
-        """Append a layer (or a leading ``keras.Input``)."""
+    def add(self, layer, rebuild=True):
+        """Append a layer (or a leading ``keras.Input``); builds once the input is known."""
         if isinstance(layer, KerasTensor) and isinstance(layer.node.layer, InputLayer):
             layer = layer.node.layer
         if isinstance(layer, InputLayer):
@@ -358,12 +360,16 @@ class Sequential(Model):
         self.built = False
         if self._input is None and len(self._stack) == 1 and layer._input_shape_arg:
             self._input = InputLayer(shape=layer._input_shape_arg)
+        if rebuild and self._input is not None:
+            self._ensure_graph()
 
     def pop(self):
         """Remove the last layer."""
         layer = self._stack.pop()
         self._graph = None
         self.built = False
+        if self._input is not None and self._stack:
+            self._ensure_graph()
         return layer
 
     @property

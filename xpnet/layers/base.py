@@ -96,7 +96,6 @@ class Layer:
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
-        self._inbound_nodes = []
         self.input_shape = self.output_shape = None
 
     # -- weights -----------------------------------------------------------------------
@@ -227,7 +226,6 @@ class Layer:
         node = Node(self, _flatten(inputs), [])
         out = KerasTensor(out_shape, self.dtype, node, 0, name=self.name)
         node.outputs.append(out)
-        self._inbound_nodes.append(node)
         return out
 
     # -- configuration -----------------------------------------------------------------

@@ -28,7 +28,6 @@ class InputLayer(Layer):
         node = Node(self, [], [])
         self.output = KerasTensor((batch_size,) + shape, self.dtype, node, 0, name=self.name)
         node.outputs.append(self.output)
-        self._inbound_nodes.append(node)
 
     def forward(self, x, training=False):
         return x, None
