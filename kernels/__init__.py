@@ -1,10 +1,20 @@
 """Fused hot paths, one public function each, one dispatch point each.
 
-Every function looks at its arrays' namespace: CuPy goes to the ``numba.cuda`` kernel,
-NumPy to the ``numba.njit`` kernel where that is faster than the composition, and anything
-else to the array-API composition in :mod:`xpnet.kernels.reference`, which is also the
-oracle the kernels are tested against.
+Every function looks at its arrays' namespace: CuPy goes to the ``numba.cuda`` kernel
+(``_cuda.py``), NumPy to the ``numba.njit`` kernel (``_cpu.py``) where that is faster than
+the composition, and anything else to the array-API composition in
+:mod:`xpnet.kernels.reference`, which is also the oracle the kernels are tested against.
+``XPNET_KERNELS=0`` forces the composition everywhere (for comparisons and debugging).
+
+Numba is imported on first use, so ``import xpnet`` stays fast and works without it.
 """
+
+import importlib
+import math
+import os
+
+from array_api_compat import is_cupy_namespace
+from array_api_compat import is_numpy_namespace
 
 from xpnet.backend import namespace
 from xpnet.kernels import reference
@@ -18,9 +28,51 @@ __all__ = [
     "rmsprop",
     "sgd",
     "adagrad",
+    "enabled",
 ]
 
 SAVES = reference.SAVES
+
+# softmax-CE rows wider than this go to NumPy's SIMD exp instead of Numba's scalar exp
+# (benchmarks/RESULTS.md, "kernels": the crossover on this machine lies near 64 classes).
+_WIDE_ROWS = 64
+
+_MODULES = {}
+
+
+_ENABLED = [os.environ.get("XPNET_KERNELS", "1") != "0"]
+
+
+def enabled(value=None):
+    """Whether the Numba kernels are used; ``enabled(False)`` turns them off (as does
+    ``XPNET_KERNELS=0`` at import), ``enabled(True)`` back on."""
+    if value is not None:
+        _ENABLED[0] = bool(value)
+    return _ENABLED[0]
+
+
+def _load(name):
+    """The ``_cpu`` or ``_cuda`` kernel module, imported (and Numba with it) on first use."""
+    mod = _MODULES.get(name)
+    if mod is None:
+        mod = _MODULES[name] = importlib.import_module(f"xpnet.kernels._{name}")
+    return mod
+
+
+def _route(xp):
+    """"cuda", "cpu" or None (the composition) for arrays of namespace ``xp``."""
+    if not _ENABLED[0]:
+        return None
+    if is_numpy_namespace(xp):
+        return "cpu"
+    if is_cupy_namespace(xp):
+        return "cuda"
+    return None
+
+
+def _c(a):
+    # The kernels walk flat memory; a strided view (a slice, a transpose) is copied once.
+    return a if a.flags.c_contiguous else a.copy(order="C")
 
 
 def activation(kind, z, alpha=None):
@@ -38,7 +90,24 @@ def activation_grad(kind, dy, saved, alpha=None):
     """
     if kind is None or kind == "linear":
         return dy
-    return reference.activation_grad(kind, dy, saved, namespace(dy, saved), alpha)
+    xp = namespace(dy, saved)
+    route = _route(xp)
+    if route is None or dy.dtype != saved.dtype or dy.shape != saved.shape:
+        return reference.activation_grad(kind, dy, saved, xp, alpha)
+    a = 0.0 if alpha is None else float(alpha)
+    if route == "cuda":
+        return _load("cuda").activation_grad(kind, _c(dy), _c(saved), a)
+    cpu = _load("cpu")
+    dy, saved = _c(dy), _c(saved)
+    out = xp.empty_like(dy)
+    if kind in ("softmax", "log_softmax"):
+        shape2 = (-1, dy.shape[-1])
+        grad = cpu.softmax_grad if kind == "softmax" else cpu.log_softmax_grad
+        grad(dy.reshape(shape2), saved.reshape(shape2), out.reshape(shape2))
+    else:
+        cpu.ACTIVATION_GRAD[kind](dy.reshape(-1), saved.reshape(-1), dy.dtype.type(a),
+                                  out.reshape(-1))
+    return out
 
 
 def softmax_cross_entropy(logits, target, sample_weight=None, label_smoothing=0.0):
@@ -48,29 +117,100 @@ def softmax_cross_entropy(logits, target, sample_weight=None, label_smoothing=0.
     ``(loss (N,), dlogits (N, C))``, ``dlogits = w * (softmax(logits) * sum(t) - t) / N``.
     """
     xp = namespace(logits)
-    return reference.softmax_cross_entropy(logits, target, xp, sample_weight, label_smoothing)
+    route = _route(xp)
+    if route is None or logits.shape[0] == 0:
+        return reference.softmax_cross_entropy(logits, target, xp, sample_weight,
+                                               label_smoothing)
+    n = logits.shape[0]
+    w = sample_weight if sample_weight is not None else xp.ones(1, dtype=logits.dtype)
+    w, z = _c(xp.astype(w, logits.dtype)), _c(logits)
+    t = _c(target) if target.ndim == 1 else _c(xp.astype(target, logits.dtype))
+    if route == "cuda":
+        return _load("cuda").softmax_cross_entropy(z, t, w, float(label_smoothing))
+    cpu = _load("cpu")
+    if logits.shape[1] > _WIDE_ROWS:
+        return cpu.softmax_ce_wide(z, t, w, float(label_smoothing))
+    loss = xp.empty((n,), dtype=logits.dtype)
+    out = xp.empty_like(z)
+    kernel = cpu.softmax_ce_sparse if t.ndim == 1 else cpu.softmax_ce_dense
+    kernel(z, t, w, float(label_smoothing), loss, out)
+    return loss, out
+
+
+def _flat(*arrays):
+    """1-D views of C-contiguous arrays, or None if any is strided (then: the composition)."""
+    if not all(a.flags.c_contiguous for a in arrays if a is not None):
+        return None
+    return [None if a is None else a.reshape(-1) for a in arrays]
+
+
+def _optimizer_route(param, *others):
+    xp = namespace(param)
+    route = _route(xp)
+    if route is None:
+        return None, xp, None
+    arrays = _flat(param, *others)
+    if arrays is None or any(a is not None and a.dtype != param.dtype for a in others):
+        return None, xp, None
+    return route, xp, arrays
 
 
 def adam(param, grad, m, v, *, lr, beta_1, beta_2, epsilon, step, vhat=None):
-    """One Adam step, in place on ``param``, ``m``, ``v`` (and ``vhat``)."""
-    xp = namespace(param)
-    reference.adam(param, grad, m, v, xp, lr=lr, beta_1=beta_1, beta_2=beta_2,
-                   epsilon=epsilon, step=step, vhat=vhat)
+    """One Adam step (Keras's form), in place on ``param``, ``m``, ``v`` (and ``vhat``)."""
+    route, xp, arrays = _optimizer_route(param, grad, m, v, vhat)
+    if route is None:
+        return reference.adam(param, grad, m, v, xp, lr=lr, beta_1=beta_1, beta_2=beta_2,
+                              epsilon=epsilon, step=step, vhat=vhat)
+    alpha = lr * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+    if route == "cuda":
+        return _load("cuda").adam(*arrays, alpha, 1.0 - beta_1, 1.0 - beta_2, epsilon)
+    f = param.dtype.type
+    p, g, m1, v1, vh = arrays
+    scalars = (f(alpha), f(1.0 - beta_1), f(1.0 - beta_2), f(epsilon))
+    if vh is None:
+        _load("cpu").adam(p, g, m1, v1, *scalars)
+    else:
+        _load("cpu").adam_amsgrad(p, g, m1, v1, vh, *scalars)
 
 
 def rmsprop(param, grad, v, *, lr, rho, epsilon, momentum_buf=None, momentum=0.0, mg=None):
-    """One RMSprop step, in place."""
-    xp = namespace(param)
-    reference.rmsprop(param, grad, v, xp, lr=lr, rho=rho, epsilon=epsilon,
-                      momentum_buf=momentum_buf, momentum=momentum, mg=mg)
+    """One RMSprop step (Keras's form), in place."""
+    route, xp, arrays = _optimizer_route(param, grad, v, momentum_buf, mg)
+    if route is None:
+        return reference.rmsprop(param, grad, v, xp, lr=lr, rho=rho, epsilon=epsilon,
+                                 momentum_buf=momentum_buf, momentum=momentum, mg=mg)
+    p, g, v1, mom, mg1 = arrays
+    if route == "cuda":
+        return _load("cuda").rmsprop(p, g, v1, mom, mg1, rho, lr, epsilon, momentum)
+    f = param.dtype.type
+    if mom is None and mg1 is None:
+        return _load("cpu").rmsprop(p, g, v1, f(rho), f(1.0 - rho), f(lr), f(epsilon))
+    _load("cpu").rmsprop_full(p, g, v1, v1 if mom is None else mom, v1 if mg1 is None else mg1,
+                        f(rho), f(1.0 - rho), f(lr), f(epsilon), f(momentum),
+                        mom is not None, mg1 is not None)
 
 
 def sgd(param, grad, *, lr, momentum=0.0, nesterov=False, velocity=None):
     """One SGD (momentum, Nesterov) step, in place."""
-    reference.sgd(param, grad, namespace(param), lr=lr, momentum=momentum,
-                  nesterov=nesterov, velocity=velocity)
+    route, xp, arrays = _optimizer_route(param, grad, velocity)
+    if route is None:
+        return reference.sgd(param, grad, xp, lr=lr, momentum=momentum, nesterov=nesterov,
+                             velocity=velocity)
+    p, g, vel = arrays
+    if route == "cuda":
+        return _load("cuda").sgd(p, g, vel, lr, momentum, nesterov)
+    f = param.dtype.type
+    if vel is None:
+        return _load("cpu").sgd(p, g, f(lr))
+    _load("cpu").sgd_momentum(p, g, vel, f(lr), f(momentum), bool(nesterov))
 
 
 def adagrad(param, grad, acc, *, lr, epsilon):
     """One Adagrad step, in place."""
-    reference.adagrad(param, grad, acc, namespace(param), lr=lr, epsilon=epsilon)
+    route, xp, arrays = _optimizer_route(param, grad, acc)
+    if route is None:
+        return reference.adagrad(param, grad, acc, xp, lr=lr, epsilon=epsilon)
+    if route == "cuda":
+        return _load("cuda").adagrad(*arrays, lr, epsilon)
+    f = param.dtype.type
+    _load("cpu").adagrad(*arrays, f(lr), f(epsilon))

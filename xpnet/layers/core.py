@@ -107,10 +107,10 @@ class Dense(ActivatedLayer):
             x, dz2 = xp.reshape(x, (-1, kernel.shape[0])), xp.reshape(dz, (-1, self.units))
         else:
             dz2 = dz
-        self.grads["kernel"] += xp.matrix_transpose(x) @ dz2
+        self.grads["kernel"] += x.mT @ dz2
         if self.use_bias:
             self.grads["bias"] += xp.sum(dz2, axis=0)
-        return dz @ xp.matrix_transpose(kernel) if need_dx else None
+        return dz @ kernel.mT if need_dx else None
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
