@@ -12,7 +12,6 @@ import math
 
 import numba
 from numba import cuda
-
 from xpnet.kernels._math import CODES
 from xpnet.kernels._math import dact
 

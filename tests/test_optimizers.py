@@ -10,7 +10,6 @@ from xpnet import optimizers
 
 
 def _step(backend, opt, p, g, steps=1):
-    xp = backend.xp
     param = backend.asarray(np.array(p, dtype=np.float64))
     for _ in range(steps):
         opt.apply_gradients([(backend.asarray(np.array(g, dtype=np.float64)), param)])

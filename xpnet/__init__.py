@@ -13,6 +13,7 @@ from xpnet import layers
 from xpnet import losses
 from xpnet import metrics
 from xpnet import optimizers
+from xpnet import regularizers
 from xpnet import utils
 from xpnet.backend import BackendUnavailableError
 from xpnet.backend import get_backend
@@ -26,5 +27,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError", "Input", "Model", "Sequential", "activations", "callbacks",
     "datasets", "get_backend", "initializers", "layers", "losses", "metrics", "optimizers",
-    "set_backend", "utils",
+    "regularizers", "set_backend", "utils",
 ]

@@ -139,7 +139,8 @@ class VarianceScaling(_Random):
     ----------
     scale : float, default=1.0
     mode : {"fan_in", "fan_out", "fan_avg"}, default="fan_in"
-    distribution : {"truncated_normal", "untruncated_normal", "uniform"}, default="truncated_normal"
+    distribution : {"truncated_normal", "untruncated_normal", "uniform"}
+        Default "truncated_normal".
     seed : int or None
     """
 

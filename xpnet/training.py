@@ -155,6 +155,7 @@ class Trainer:
         pairs = self.trainable_pairs()
         self._frozen = [la for la in self._leaf_layers()
                         if la.grads and all(pl is not la for pl, _ in pairs)]
+        self._regularized = [la for la in self._leaf_layers() if la.regularizers]
         self._flat = _FlatParams(pairs, self.backend) \
             if pairs and self.backend.supports_views else None
 
@@ -244,22 +245,31 @@ class Trainer:
         outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True, fused=True)
         outs = outs if self._multi_out else [outs]
         loss, dys = self._loss_and_dys(ys, outs, sample_weight, True)
-        loss = loss + self._add_regularization()
+        loss = loss + self._regularization(add_grads=True)
         self.backward(ctx, dys if self._multi_out else dys[0], need_dx=False)
         self.optimizer.apply_gradients(self._grads_and_params())
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
         self._update_metrics(ys, outs, sample_weight, True)
         return loss
 
-    def _add_regularization(self):
-        """Regularization penalties of the layers (added to the loss and the gradients)."""
-        return 0.0
+    def _regularization(self, add_grads):
+        """The layers' weight penalties, and (when training) their gradients added in."""
+        total = 0.0
+        for la in self._regularized:
+            if not la.trainable:
+                continue
+            for name, reg in la.regularizers.items():
+                w = la.params[name]
+                total = total + reg(w)
+                if add_grads and name in la.grads:
+                    la.grads[name] += reg.grad(w)
+        return total
 
     def _test_step(self, xs, ys, sample_weight):
         outs, _ = self.forward(xs if self._multi_in else xs[0], training=False, fused=True)
         outs = outs if self._multi_out else [outs]
         loss, _ = self._loss_and_dys(ys, outs, sample_weight, False)
-        loss = loss + self._add_regularization()
+        loss = loss + self._regularization(add_grads=False)
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
         self._update_metrics(ys, outs, sample_weight, True)
         return loss

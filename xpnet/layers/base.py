@@ -13,6 +13,7 @@ import re
 from xpnet import activations
 from xpnet import initializers
 from xpnet import kernels
+from xpnet import regularizers
 from xpnet.backend import backend_of
 from xpnet.backend import get_backend
 
@@ -89,7 +90,7 @@ class Layer:
         self.name = name or unique_name(_snake(type(self).__name__))
         self.dtype = _dtype_name(dtype or "float32")
         self.trainable = trainable
-        self.params, self.grads = {}, {}
+        self.params, self.grads, self.regularizers = {}, {}, {}
         self._trainable_names = []
         self.built = False
         self.backend = None
@@ -99,8 +100,13 @@ class Layer:
         self.input_shape = self.output_shape = None
 
     # -- weights -----------------------------------------------------------------------
-    def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None):
-        """Create a weight on the layer's backend; a trainable one gets a zero gradient."""
+    def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None,
+                   regularizer=None):
+        """Create a weight on the layer's backend; a trainable one gets a zero gradient.
+
+        A ``regularizer`` (name or :class:`xpnet.regularizers.Regularizer`) adds its penalty
+        to the model's loss and its gradient to this weight's gradient.
+        """
         backend = self.backend
         xp = backend.xp
         dt = getattr(xp, _dtype_name(dtype or self.dtype))
@@ -109,6 +115,9 @@ class Layer:
         if trainable:
             self._trainable_names.append(name)
             self.grads[name] = xp.zeros(tuple(shape), dtype=dt, device=backend.device)
+        regularizer = regularizers.get(regularizer)
+        if regularizer is not None:
+            self.regularizers[name] = regularizer
         return self.params[name]
 
     def build(self, input_shape):

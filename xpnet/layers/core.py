@@ -3,6 +3,7 @@
 import math
 
 from xpnet import initializers
+from xpnet import regularizers
 from xpnet.backend import namespace
 from xpnet.layers.base import ActivatedLayer
 from xpnet.layers.base import KerasTensor
@@ -60,16 +61,21 @@ class Dense(ActivatedLayer):
     use_bias : bool, default=True
     kernel_initializer : str or Initializer, default="glorot_uniform"
     bias_initializer : str or Initializer, default="zeros"
+    kernel_regularizer, bias_regularizer : str or Regularizer, default=None
+        Penalties on the weights, added to the loss (``"l2"``, ``regularizers.L2(1e-4)``).
     """
 
     def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise ValueError(f"{self.name}: units must be a positive int, got units={units!r}")
         self.units, self.use_bias = units, use_bias
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def check_input_shape(self, input_shape):
         if isinstance(input_shape, list) or len(input_shape) < 2:
@@ -87,9 +93,11 @@ class Dense(ActivatedLayer):
             )
 
     def build(self, input_shape):
-        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                        regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.add_weight("bias", (self.units,), self.bias_initializer,
+                            regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -115,7 +123,9 @@ class Dense(ActivatedLayer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
 
 
 class Flatten(Layer):
