@@ -76,7 +76,7 @@ def _softmax_grad(dy, y, log, out):
             out[r, j] = y[r, j] * (dy[r, j] - total)
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def _block_sum(sh, value, tid, tpb):
     sh[tid] = value
     cuda.syncthreads()
@@ -91,7 +91,7 @@ def _block_sum(sh, value, tid, tpb):
     return total
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def _block_max(sh, value, tid, tpb):
     sh[tid] = value
     cuda.syncthreads()
@@ -226,27 +226,34 @@ def softmax_cross_entropy(z, target, weights, smoothing):
     sparse = target.ndim == 1
     # The kernel reads labels or target, as ``sparse`` says; the other is a placeholder.
     labels = target if sparse else _module(z).zeros(1, dtype=_module(z).int64)
-    dense = z[:1] if sparse else target
+    dense = _module(z).zeros((1, 1), dtype=z.dtype) if sparse else target
     _softmax_ce[n, TPB, _stream(z)](z, labels, dense, sparse, weights, smoothing, loss, out)
     return loss, out
 
 
+def _or_placeholder(a, like):
+    """``a``, or a one-element stand-in for an unused optional array. Never an alias of
+    another argument: the simulator copies each argument back after the launch, and an
+    aliased stale copy would overwrite the real update."""
+    return a if a is not None else _module(like).zeros(1, dtype=like.dtype)
+
+
 def adam(p, g, m, v, vhat, alpha, c1, c2, eps):
     n = p.shape[0]
-    _adam[_grid(n), TPB, _stream(p)](p, g, m, v, v if vhat is None else vhat,
-                                      vhat is not None, alpha, c1, c2, eps)
+    _adam[_grid(n), TPB, _stream(p)](p, g, m, v, _or_placeholder(vhat, p), vhat is not None,
+                                      alpha, c1, c2, eps)
 
 
 def rmsprop(p, g, v, mom, mg, rho, lr, eps, momentum):
     n = p.shape[0]
-    _rmsprop[_grid(n), TPB, _stream(p)](p, g, v, v if mom is None else mom,
-                                         v if mg is None else mg, mom is not None,
+    _rmsprop[_grid(n), TPB, _stream(p)](p, g, v, _or_placeholder(mom, p),
+                                         _or_placeholder(mg, p), mom is not None,
                                          mg is not None, rho, lr, eps, momentum)
 
 
 def sgd(p, g, vel, lr, momentum, nesterov):
     n = p.shape[0]
-    _sgd[_grid(n), TPB, _stream(p)](p, g, p if vel is None else vel, vel is not None,
+    _sgd[_grid(n), TPB, _stream(p)](p, g, _or_placeholder(vel, p), vel is not None,
                                      bool(nesterov), lr, momentum)
 
 

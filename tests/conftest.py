@@ -8,6 +8,19 @@ import pytest
 from xpnet.backend import BackendUnavailableError
 from xpnet.backend import get_backend
 
+def _cuda_tests_can_run():
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return True
+    try:
+        get_backend("cuda")
+        return True
+    except BackendUnavailableError:
+        return False
+
+
+# tests/cuda runs under the CUDA simulator in its own process (.ci/run), or on a GPU.
+collect_ignore = [] if _cuda_tests_can_run() else ["cuda"]
+
 MNIST_DIR = os.environ.get(
     "XPNET_MNIST", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
 
