@@ -85,8 +85,7 @@ def main():
     args = parser.parse_args()
     data = mnist_split()
     if data is None:
-        print("MNIST test set not found; set XPNET_MNIST to its directory")
-        return
+        sys.exit("MNIST test set not found; set XPNET_MNIST to its directory")
     try:
         import torch
 

@@ -15,9 +15,9 @@ import os
 
 from array_api_compat import is_cupy_namespace
 from array_api_compat import is_numpy_namespace
-from xpnet.kernels import reference
 
 from xpnet.backend import namespace
+from xpnet.kernels import reference
 
 __all__ = [
     "SAVES",

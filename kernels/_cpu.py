@@ -15,6 +15,7 @@ import math
 
 import numba
 import numpy as np
+
 from xpnet.kernels._math import CODES
 from xpnet.kernels._math import dact
 

@@ -12,6 +12,7 @@ import math
 
 import numba
 from numba import cuda
+
 from xpnet.kernels._math import CODES
 from xpnet.kernels._math import dact
 

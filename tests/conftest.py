@@ -8,6 +8,7 @@ import pytest
 from xpnet.backend import BackendUnavailableError
 from xpnet.backend import get_backend
 
+
 def _cuda_tests_can_run():
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return True

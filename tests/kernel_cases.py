@@ -11,9 +11,10 @@ ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
 
 def activation_case(kind, shape, dtype, seed, scale=3.0):
     """``(dy, saved)`` with ``saved`` a plausible output (or input) of the activation."""
+    import array_api_compat.numpy as xp
+
     from xpnet.kernels import SAVES
     from xpnet.kernels import reference
-    import array_api_compat.numpy as xp
 
     rng = np.random.default_rng(seed)
     z = rng.standard_normal(shape) * scale

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 from harness import check_layer
-from xpnet.kernels import reference
 
 from xpnet import activations
+from xpnet.kernels import reference
 from xpnet.layers import ELU
 from xpnet.layers import Activation
 from xpnet.layers import LeakyReLU

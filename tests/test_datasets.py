@@ -16,6 +16,18 @@ def _write_idx(path, array, gz=False):
         f.write(data)
 
 
+def test_embedded_digits_are_scikit_learns():
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    ref = sklearn_datasets.load_digits()
+    (x, y), (xt, yt) = datasets.load_digits()
+    ours = np.concatenate([x, xt]).reshape(-1, 64)
+    labels = np.concatenate([y, yt])
+    order = np.lexsort(np.column_stack([ours, labels]).T)
+    ref_order = np.lexsort(np.column_stack([ref.data, ref.target]).T)
+    np.testing.assert_array_equal(ours[order], ref.data[ref_order])
+    np.testing.assert_array_equal(labels[order], ref.target[ref_order])
+
+
 def test_load_digits():
     (x, y), (xt, yt) = datasets.load_digits()
     assert x.shape[1:] == (8, 8) and len(x) + len(xt) == 1797

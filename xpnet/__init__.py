@@ -5,22 +5,32 @@ The same layers, losses and optimizers run on NumPy (``backend="cpu"``) and CuPy
 drop-in for ``import keras`` in the programs xpnet supports.
 """
 
-from xpnet import activations
-from xpnet import callbacks
-from xpnet import datasets
-from xpnet import initializers
-from xpnet import layers
-from xpnet import losses
-from xpnet import metrics
-from xpnet import optimizers
-from xpnet import regularizers
-from xpnet import utils
-from xpnet.backend import BackendUnavailableError
-from xpnet.backend import get_backend
-from xpnet.backend import set_backend
-from xpnet.layers import Input
-from xpnet.models import Model
-from xpnet.models import Sequential
+import os as _os
+
+# The Numba kernels live in kernels/ beside this package; setuptools installs them as
+# xpnet.kernels (package-dir). Imported straight from a source checkout (PYTHONPATH=., or
+# the current directory), the subpackage is found beside it instead.
+_here = _os.path.dirname(_os.path.abspath(__file__))
+if not _os.path.isdir(_os.path.join(_here, "kernels")) and _os.path.isfile(
+        _os.path.join(_here, _os.pardir, "kernels", "__init__.py")):
+    __path__.append(_os.path.join(_here, _os.pardir))
+
+from xpnet import activations  # noqa: E402
+from xpnet import callbacks  # noqa: E402
+from xpnet import datasets  # noqa: E402
+from xpnet import initializers  # noqa: E402
+from xpnet import layers  # noqa: E402
+from xpnet import losses  # noqa: E402
+from xpnet import metrics  # noqa: E402
+from xpnet import optimizers  # noqa: E402
+from xpnet import regularizers  # noqa: E402
+from xpnet import utils  # noqa: E402
+from xpnet.backend import BackendUnavailableError  # noqa: E402
+from xpnet.backend import get_backend  # noqa: E402
+from xpnet.backend import set_backend  # noqa: E402
+from xpnet.layers import Input  # noqa: E402
+from xpnet.models import Model  # noqa: E402
+from xpnet.models import Sequential  # noqa: E402
 
 __version__ = "0.1.0"
 
