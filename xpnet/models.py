@@ -19,11 +19,12 @@ __all__ = ["Model", "Sequential", "Input"]
 class _Step:
     """One node of the compiled graph: which slots it reads and writes."""
 
-    __slots__ = ("layer", "ins", "out", "multi", "data_only", "fused")
+    __slots__ = ("layer", "ins", "out", "multi", "data_only", "fused", "nested")
 
     def __init__(self, layer, ins, out, multi, data_only):
         self.layer, self.ins, self.out, self.multi = layer, ins, out, multi
         self.data_only, self.fused = data_only, False
+        self.nested = isinstance(layer, Model)
 
 
 def _topological(inputs, outputs):
@@ -237,32 +238,53 @@ class Model(Trainer, Layer):
 
     # -- computation ---------------------------------------------------------------------
     def forward(self, x, training=False, fused=False):
-        """``(outputs, ctx)``. With ``fused``, heads marked by ``compile`` return logits."""
+        """``(outputs, ctx)``. With ``fused``, heads marked by ``compile`` return logits.
+
+        ``ctx`` also carries the sum of the layers' activity penalties (see
+        :meth:`activity_penalty`), so the loss can include it without any host sync.
+        """
         vals = [None] * self._n_slots
         xs = x if self._multi_in else [x]
         vals[:len(xs)] = xs
-        ctxs = []
-        for step in self._graph:
+        ctxs, penalty, act = [], 0.0, None
+        for k, step in enumerate(self._graph):
             xin = [vals[i] for i in step.ins] if step.multi else vals[step.ins[0]]
             if fused and step.fused:
                 y, inner = step.layer.forward_z(xin, training)
                 ctx = (inner, None)
             else:
                 y, ctx = step.layer.forward(xin, training)
+                if step.nested:
+                    penalty = penalty + ctx[2]
+            reg = step.layer.activity_regularizer
+            if reg is not None:
+                penalty = penalty + reg(y)
+                act = act or {}
+                act[k] = (reg, y)
             vals[step.out] = y
             ctxs.append(ctx)
         outs = [vals[i] for i in self._output_slots]
-        return (outs if self._multi_out else outs[0]), (ctxs, fused)
+        return (outs if self._multi_out else outs[0]), (ctxs, fused, penalty, act)
+
+    @staticmethod
+    def activity_penalty(ctx):
+        """The activity-regularisation penalty of the forward pass that returned ``ctx``
+        (0.0 when no layer has an activity regularizer)."""
+        return ctx[2]
 
     def backward(self, ctx, dy, need_dx=True):
         """Gradients into every layer's ``grads``; returns ``dL/dinputs``."""
-        ctxs, fused = ctx
+        ctxs, fused, _, act = ctx
         grads = [None] * self._n_slots
         for i, d in zip(self._output_slots, dy if self._multi_out else [dy]):
             if d is not None:
                 grads[i] = d if grads[i] is None else grads[i] + d
-        for step, c in zip(reversed(self._graph), reversed(ctxs)):
+        last = len(ctxs) - 1
+        for k, (step, c) in enumerate(zip(reversed(self._graph), reversed(ctxs))):
             d = grads[step.out]
+            if act is not None and last - k in act:
+                reg, y = act[last - k]
+                d = reg.grad(y) if d is None else d + reg.grad(y)
             if d is None:
                 continue
             grads[step.out] = None

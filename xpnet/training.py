@@ -135,7 +135,8 @@ class Trainer:
             twin = self._losses[k].logits_twin(getattr(step.layer, "activation", None)) \
                 if isinstance(step.layer, ActivatedLayer) else None
             if twin is not None and slot not in consumers and \
-                    self._output_slots.count(slot) == 1:
+                    self._output_slots.count(slot) == 1 and \
+                    step.layer.activity_regularizer is None:
                 step.fused = True
                 self._train_losses[k] = twin
         self._heads = [next(s for s in self._graph if s.out == slot)
@@ -245,7 +246,9 @@ class Trainer:
         outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True, fused=True)
         outs = outs if self._multi_out else [outs]
         loss, dys = self._loss_and_dys(ys, outs, sample_weight, True)
-        loss = loss + self._regularization(add_grads=True)
+        extra = self._regularization(add_grads=True) + ctx[2]
+        if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
+            loss = loss + extra
         self.backward(ctx, dys if self._multi_out else dys[0], need_dx=False)
         self.optimizer.apply_gradients(self._grads_and_params())
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
@@ -266,10 +269,12 @@ class Trainer:
         return total
 
     def _test_step(self, xs, ys, sample_weight):
-        outs, _ = self.forward(xs if self._multi_in else xs[0], training=False, fused=True)
+        outs, ctx = self.forward(xs if self._multi_in else xs[0], training=False, fused=True)
         outs = outs if self._multi_out else [outs]
         loss, _ = self._loss_and_dys(ys, outs, sample_weight, False)
-        loss = loss + self._regularization(add_grads=False)
+        extra = self._regularization(add_grads=False) + ctx[2]
+        if not isinstance(extra, float):
+            loss = loss + extra
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
         self._update_metrics(ys, outs, sample_weight, True)
         return loss
