@@ -11,6 +11,7 @@ however deep the model is; ``apply_gradients`` also takes any list of (grad, par
 """
 
 from xpnet import kernels
+from xpnet import schedules
 from xpnet.backend import namespace
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get"]
@@ -105,18 +106,33 @@ class Optimizer:
         """The slot arrays, in a stable order (for saving)."""
         return [a for _, slots in self._slots.values() for a in slots.values()]
 
+    def get_slots(self, param):
+        """The slot arrays of ``param`` (by slot name), or None before its first update."""
+        entry = self._slots.get(id(param))
+        return entry[1] if entry is not None and entry[0] is param else None
+
+    def set_slots(self, param, slots):
+        """Make ``slots`` (a dict like :meth:`build_slots` gives) the state of ``param``."""
+        self._slots[id(param)] = (param, slots)
+
     def get_config(self):
+        """The hyperparameters; a schedule is serialized, a plain function is not (the
+        current rate is saved in its place)."""
         lr = self._learning_rate
-        config = {"name": self.name, "learning_rate": lr if not callable(lr) else None,
-                  "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
-                  "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
-        if callable(lr) and hasattr(lr, "get_config"):
-            config["learning_rate"] = {"class_name": type(lr).__name__,
-                                       "config": lr.get_config()}
-        return config
+        if isinstance(lr, schedules.LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        elif callable(lr):
+            lr = self.learning_rate
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+                "global_clipnorm": self.global_clipnorm}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"],
+                                                            custom_objects)
         return cls(**config)
 
 

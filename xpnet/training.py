@@ -194,6 +194,10 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------
     def _grads_and_params(self):
         if self._flat is not None and self._flat.valid():
+            if self.optimizer.clipnorm is not None:
+                # clipnorm clips each variable by its own norm: hand the optimizer the
+                # per-variable views of the flat buffers, not the buffers themselves
+                return [(g, p) for _, _, p, g in self._flat.views]
             return self._flat.groups
         return [(la.grads[k], la.params[k]) for la, k in self.trainable_pairs()]
 

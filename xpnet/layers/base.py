@@ -175,8 +175,12 @@ class Layer:
         ]
 
     def get_weights(self):
-        """The weights as NumPy arrays, in Keras's order and shapes."""
-        return [self.backend.to_numpy(w) for w in self.weights] if self.built else []
+        """Copies of the weights as NumPy arrays, in Keras's order and shapes (copies: on the
+        CPU a NumPy view would change as training goes on, as Keras's copies do not)."""
+        if not self.built:
+            return []
+        xp = self.backend.xp
+        return [self.backend.to_numpy(xp.asarray(w, copy=True)) for w in self.weights]
 
     def set_weights(self, weights):
         """Copy ``weights`` (NumPy or device arrays, Keras order) into the layer, in place."""
