@@ -21,11 +21,12 @@ from xpnet.backend import set_backend
 from xpnet.layers import Input
 from xpnet.models import Model
 from xpnet.models import Sequential
+from xpnet.training import NonFiniteLossError
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "Input", "Model", "Sequential", "activations", "callbacks",
+    "BackendUnavailableError", "Input", "Model", "NonFiniteLossError", "Sequential", "activations", "callbacks",
     "datasets", "get_backend", "initializers", "layers", "losses", "metrics", "optimizers",
     "regularizers", "set_backend", "utils",
 ]

@@ -7,6 +7,7 @@ models nest (a GAN's generator and discriminator inside the combined model).
 """
 
 from xpnet.backend import get_backend
+from xpnet.backend import namespace
 from xpnet.layers.base import KerasTensor
 from xpnet.layers.base import Layer
 from xpnet.layers.core import Input
@@ -304,6 +305,37 @@ class Model(Trainer, Layer):
     def backward_params(self, ctx, dy):
         self.backward(ctx, dy, need_dx=False)
 
+    def _first_nonfinite_node(self, x, training):
+        """Where a forward pass first produces NaN or inf: ``"input 'x'"``, ``"layer 'dense'
+        (Dense)"`` (nested models name the path), or None if everything is finite. One host
+        read per node: for diagnosing, never per training step."""
+        xs = x if self._multi_in else [x]
+        for t, a in zip(self.inputs, xs):
+            if not _all_finite(a):
+                return f"the input data {t.name!r}"
+        vals = [None] * self._n_slots
+        vals[:len(xs)] = xs
+        for step in self._graph:
+            xin = [vals[i] for i in step.ins] if step.multi else vals[step.ins[0]]
+            if step.nested:
+                inner = step.layer._first_nonfinite_node(xin, training)
+                if inner is not None:
+                    return f"{inner} inside {step.layer.name!r}"
+            y, _ = step.layer.forward(xin, training)
+            if not _all_finite(y):
+                return f"layer {step.layer.name!r} ({type(step.layer).__name__})"
+            vals[step.out] = y
+        return None
+
+    def get_rng_state(self):
+        """The random states of the leaf layers, in order (None where a layer has none)."""
+        return [la.get_rng_state() for la in self._leaf_layers()]
+
+    def set_rng_state(self, state):
+        if state is not None:
+            for la, s in zip(self._leaf_layers(), state):
+                la.set_rng_state(s)
+
     def __call__(self, inputs, training=False):
         if self._graph is None:
             self._build_from_data(inputs)
@@ -342,6 +374,11 @@ class Model(Trainer, Layer):
             raise ValueError(f"{self.name}: {what} needs the input shape; give the first "
                              "layer input_shape=..., start with keras.Input(shape=...), "
                              "or call fit/predict first")
+
+
+def _all_finite(a):
+    xp = namespace(a)
+    return bool(xp.all(xp.isfinite(a)))
 
 
 def _size(shape):
