@@ -26,7 +26,7 @@ from xpnet.training import NonFiniteLossError
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "Input", "Model", "NonFiniteLossError", "Sequential", "activations", "callbacks",
-    "datasets", "get_backend", "initializers", "layers", "losses", "metrics", "optimizers",
-    "regularizers", "set_backend", "utils",
+    "BackendUnavailableError", "Input", "Model", "NonFiniteLossError", "Sequential",
+    "activations", "callbacks", "datasets", "get_backend", "initializers", "layers", "losses",
+    "metrics", "optimizers", "regularizers", "set_backend", "utils",
 ]
