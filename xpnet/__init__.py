@@ -14,6 +14,8 @@ from xpnet import losses
 from xpnet import metrics
 from xpnet import optimizers
 from xpnet import regularizers
+from xpnet import saving
+from xpnet import schedules
 from xpnet import utils
 from xpnet.backend import BackendUnavailableError
 from xpnet.backend import get_backend
@@ -21,6 +23,7 @@ from xpnet.backend import set_backend
 from xpnet.layers import Input
 from xpnet.models import Model
 from xpnet.models import Sequential
+from xpnet.models import load_model
 from xpnet.training import NonFiniteLossError
 
 __version__ = "0.1.0"
@@ -28,5 +31,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError", "Input", "Model", "NonFiniteLossError", "Sequential",
     "activations", "callbacks", "datasets", "get_backend", "initializers", "layers", "losses",
-    "metrics", "optimizers", "regularizers", "set_backend", "utils",
+    "load_model", "metrics", "optimizers", "regularizers", "saving", "schedules",
+    "set_backend", "utils",
 ]

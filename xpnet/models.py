@@ -14,7 +14,7 @@ from xpnet.layers.core import Input
 from xpnet.layers.core import InputLayer
 from xpnet.training import Trainer
 
-__all__ = ["Model", "Sequential", "Input"]
+__all__ = ["Model", "Sequential", "Input", "load_model", "save_model"]
 
 
 class _Step:
@@ -369,6 +369,92 @@ class Model(Trainer, Layer):
                   f"Non-trainable params: {total - trainable:,}", "_" * line_length]
         print_fn("\n".join(lines))
 
+    # -- configuration and saving ----------------------------------------------------------
+    def get_config(self):
+        """The graph as Keras writes it: each layer's config with its inbound nodes, as
+        ``[layer name, node index, tensor index]`` triples, and the model's inputs and
+        outputs; :meth:`from_config` rebuilds it."""
+        self._require_graph("get_config")
+        from xpnet import saving
+
+        src, entries = {}, {}
+        for i, t in enumerate(self.inputs):
+            layer = t.node.layer
+            src[i] = [layer.name, 0, 0]
+            entries[layer.name] = {"class_name": "InputLayer", "name": layer.name,
+                                   "config": layer.get_config(), "inbound_nodes": []}
+        owners = {}
+        for step in self._graph:
+            layer = step.layer
+            if owners.setdefault(layer.name, layer) is not layer:
+                raise ValueError(f"{self.name}: two layers are named {layer.name!r}; layer "
+                                 "names must be unique to save a model")
+            entry = entries.setdefault(layer.name, {**saving.serialize_layer(layer),
+                                                    "name": layer.name, "inbound_nodes": []})
+            entry["inbound_nodes"].append([src[i] for i in step.ins])
+            src[step.out] = [layer.name, len(entry["inbound_nodes"]) - 1, 0]
+        ins = [src[i] for i in range(len(self.inputs))]
+        outs = [src[i] for i in self._output_slots]
+        return {"name": self.name, "trainable": self.trainable,
+                "layers": list(entries.values()),
+                "input_layers": ins if self._multi_in else ins[0],
+                "output_layers": outs if self._multi_out else outs[0]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None, backend=None):
+        """Rebuild a functional model from :meth:`get_config` (layer classes by name from
+        ``xpnet.layers``, or from ``custom_objects``), on ``backend``."""
+        from xpnet import saving
+
+        layers, tensors = {}, {}
+        pending = []
+        for entry in config["layers"]:
+            layer = saving.deserialize_layer(entry, custom_objects, backend)
+            layers[entry["name"]] = layer
+            if isinstance(layer, InputLayer):
+                tensors[(entry["name"], 0)] = layer.output
+            pending += [(entry["name"], k, inbound)
+                        for k, inbound in enumerate(entry.get("inbound_nodes", []))]
+        while pending:
+            ready = [p for p in pending if all((n, k) in tensors for n, k, _ in p[2])]
+            if not ready:
+                raise ValueError(f"model config {config.get('name')!r}: the inbound nodes of "
+                                 f"{sorted({p[0] for p in pending})} refer to missing layers")
+            for name, k, inbound in ready:
+                xs = [tensors[(n, j)] for n, j, _ in inbound]
+                tensors[(name, k)] = layers[name](xs if len(xs) > 1 else xs[0])
+                pending.remove((name, k, inbound))
+
+        def pick(spec):
+            if spec and isinstance(spec[0], list):
+                return [tensors[(n, k)] for n, k, _ in spec]
+            return tensors[(spec[0], spec[1])]
+
+        return cls(pick(config["input_layers"]), pick(config["output_layers"]),
+                   name=config.get("name"), backend=backend,
+                   trainable=config.get("trainable", True))
+
+    def save(self, filepath, overwrite=True):
+        """Save the architecture, weights, optimizer state and random state in one file;
+        see :func:`xpnet.saving.save_model`."""
+        from xpnet import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Save the weights alone (safetensors), atomically."""
+        from xpnet import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Load weights saved by :meth:`save_weights` or :meth:`save` into this model.
+        Everything is checked before anything is written: on any error the model is
+        unchanged."""
+        from xpnet import saving
+
+        saving.load_weights(self, filepath)
+
     def _require_graph(self, what):
         if self._graph is None:
             raise ValueError(f"{self.name}: {what} needs the input shape; give the first "
@@ -484,12 +570,36 @@ class Sequential(Model):
         self._ensure_graph()
         super().summary(print_fn, line_length)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None, backend=None):
+        """Rebuild a Sequential from :meth:`get_config` on ``backend``."""
+        from xpnet import saving
+
+        layers = [saving.deserialize_layer(e, custom_objects, backend)
+                  for e in config["layers"]]
+        return cls(layers, name=config.get("name"), backend=backend,
+                   trainable=config.get("trainable", True))
+
     def get_config(self):
+        from xpnet import saving
+
         config = {"name": self.name, "trainable": self.trainable, "layers": []}
         if self._input is not None:
             config["layers"].append({"class_name": "InputLayer",
                                      "config": self._input.get_config()})
         for layer in self._stack:
-            config["layers"].append({"class_name": type(layer).__name__,
-                                     "config": layer.get_config()})
+            config["layers"].append(saving.serialize_layer(layer))
         return config
+
+
+def load_model(filepath, custom_objects=None, compile=True, backend=None):
+    """A model saved by :meth:`Model.save`; see :func:`xpnet.saving.load_model`."""
+    from xpnet import saving
+
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile,
+                             backend=backend)
+
+
+def save_model(model, filepath, overwrite=True):
+    """``model.save(filepath)``, as ``keras.models.save_model``."""
+    model.save(filepath, overwrite=overwrite)

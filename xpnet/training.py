@@ -43,6 +43,7 @@ class _FlatParams:
     def __init__(self, pairs, backend):
         xp = backend.xp
         self.groups, self.views = [], []
+        self.layout = []  # (flat buffer, [(layer, name, offset, size, shape)]) for saving
         by_dtype = {}
         for layer, name in pairs:
             by_dtype.setdefault(str(layer.params[name].dtype), []).append((layer, name))
@@ -52,6 +53,8 @@ class _FlatParams:
             flat_p = xp.empty((total,), dtype=dtype, device=backend.device)
             flat_g = xp.zeros((total,), dtype=dtype, device=backend.device)
             offset = 0
+            entries = []
+            self.layout.append((flat_p, entries))
             for la, k in group:
                 shape = tuple(la.params[k].shape)
                 n = math.prod(shape)
@@ -59,6 +62,7 @@ class _FlatParams:
                 la.params[k] = xp.reshape(flat_p[offset:offset + n], shape)
                 la.grads[k] = xp.reshape(flat_g[offset:offset + n], shape)
                 self.views.append((la, k, la.params[k], la.grads[k]))
+                entries.append((la, k, offset, n, shape))
                 offset += n
             self.groups.append((flat_g, flat_p))
 
@@ -218,6 +222,19 @@ class Trainer:
                 return [(g, p) for _, _, p, g in self._flat.views]
             return self._flat.groups
         return [(la.grads[k], la.params[k]) for la, k in self.trainable_pairs()]
+
+    def _optimizer_layout(self):
+        """How the optimizer sees the weights: ``(array it updates, [(layer, weight name,
+        offset, size, shape)])`` for each array, so its slots can be saved per variable and
+        restored into any packing."""
+        if self._flat is not None and self._flat.valid():
+            if self.optimizer.clipnorm is None:
+                return self._flat.layout
+            return [(p, [(la, k, 0, math.prod(p.shape), tuple(p.shape))])
+                    for la, k, p, _ in self._flat.views]
+        return [(la.params[k], [(la, k, 0, math.prod(la.params[k].shape),
+                                 tuple(la.params[k].shape))])
+                for la, k in self.trainable_pairs()]
 
     def _zero_grads(self):
         if self._flat is not None and self._flat.valid():
