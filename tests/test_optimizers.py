@@ -207,3 +207,26 @@ def test_weight_decay_in_a_model_decays_every_weight():
     model.train_on_batch(x, y)
     for a, b in zip(w0, model.get_weights()):
         np.testing.assert_allclose(b, a * (1 - 0.1 * 0.5), rtol=1e-6, atol=1e-7)
+
+
+def test_exclude_from_weight_decay_by_name_in_a_model():
+    """Keras's ``exclude_from_weight_decay(var_names=["bias"])``: with zero gradients the
+    kernels decay and the biases, packed in the same flat buffer, do not."""
+    opt = optimizers.SGD(0.1, weight_decay=0.5)
+    opt.exclude_from_weight_decay(var_names=["bias"])
+    model = _two_layer_model(opt)
+    w = model.get_weights()
+    w[1][...] = 1.0
+    w[3][...] = 1.0
+    model.set_weights(w)
+    x = np.zeros((4, 3), np.float32)
+    model.train_on_batch(x, model.predict(x, verbose=0))
+    after = model.get_weights()
+    np.testing.assert_allclose(after[0], w[0] * 0.95, rtol=1e-6)
+    np.testing.assert_array_equal(after[1], w[1])
+    np.testing.assert_array_equal(after[3], w[3])
+    p, q = np.ones(2), np.ones(2)
+    plain = optimizers.SGD(0.1, weight_decay=0.5)
+    plain.exclude_from_weight_decay(var_list=[q])
+    plain.apply_gradients([(np.zeros(2), p), (np.zeros(2), q)])
+    np.testing.assert_allclose([p[0], q[0]], [0.95, 1.0])

@@ -181,6 +181,7 @@ class Trainer:
         self._regularized = [la for la in self._leaf_layers() if la.regularizers]
         self._flat = _FlatParams(pairs, self.backend) \
             if pairs and self.backend.supports_views else None
+        self.optimizer.name_variables([(la.params[k], k) for la, k in pairs])
 
     def _leaf_layers(self):
         out = []
@@ -216,9 +217,9 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------
     def _grads_and_params(self):
         if self._flat is not None and self._flat.valid():
-            if self.optimizer.clipnorm is not None:
-                # clipnorm clips each variable by its own norm: hand the optimizer the
-                # per-variable views of the flat buffers, not the buffers themselves
+            if self.optimizer.per_variable:
+                # clipnorm clips each variable by its own norm (and decay exclusions pick
+                # variables): hand the optimizer the views of the flat buffers, not the buffers
                 return [(g, p) for _, _, p, g in self._flat.views]
             return self._flat.groups
         return [(la.grads[k], la.params[k]) for la, k in self.trainable_pairs()]
@@ -228,7 +229,7 @@ class Trainer:
         offset, size, shape)])`` for each array, so its slots can be saved per variable and
         restored into any packing."""
         if self._flat is not None and self._flat.valid():
-            if self.optimizer.clipnorm is None:
+            if not self.optimizer.per_variable:
                 return self._flat.layout
             return [(p, [(la, k, 0, math.prod(p.shape), tuple(p.shape))])
                     for la, k, p, _ in self._flat.views]
