@@ -131,15 +131,15 @@ def main():
     parser.add_argument("--data", default=MNIST, help="directory with the MNIST test set")
     parser.add_argument("--digits", action="store_true", help="use the embedded digits")
     parser.add_argument("--backend", default="auto")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.5)
-    parser.add_argument("--l2", type=float, default=1e-4)
+    parser.add_argument("--l2", type=float, default=5e-5)
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", default=os.path.join(HERE, "regularization.png"),
+    parser.add_argument("--plot", default="regularization.png",
                         help="where to save the curves ('' for none)")
     run(parser.parse_args())
 
