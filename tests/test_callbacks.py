@@ -206,7 +206,7 @@ def _nan_data():
 def test_nan_in_data_stops_with_step_and_place(backend):
     """On the CPU the loss is checked before each update (a free host read), so the
     weights are those before the bad step; on a device backend it is checked from a
-    device-side record, read back every NAN_CHECK_EVERY steps and at the epoch's end."""
+    device-side record, read back every nonfinite.CHECK_EVERY steps and at the epoch's end."""
     x, y = _nan_data()
     model = _model(backend)
     with pytest.raises(xpnet.NonFiniteLossError,

@@ -7,7 +7,6 @@ models nest (a GAN's generator and discriminator inside the combined model).
 """
 
 from xpnet.backend import get_backend
-from xpnet.backend import namespace
 from xpnet.layers.base import KerasTensor
 from xpnet.layers.base import Layer
 from xpnet.layers.core import Input
@@ -305,28 +304,6 @@ class Model(Trainer, Layer):
     def backward_params(self, ctx, dy):
         self.backward(ctx, dy, need_dx=False)
 
-    def _first_nonfinite_node(self, x, training):
-        """Where a forward pass first produces NaN or inf: ``"input 'x'"``, ``"layer 'dense'
-        (Dense)"`` (nested models name the path), or None if everything is finite. One host
-        read per node: for diagnosing, never per training step."""
-        xs = x if self._multi_in else [x]
-        for t, a in zip(self.inputs, xs):
-            if not _all_finite(a):
-                return f"the input data {t.name!r}"
-        vals = [None] * self._n_slots
-        vals[:len(xs)] = xs
-        for step in self._graph:
-            xin = [vals[i] for i in step.ins] if step.multi else vals[step.ins[0]]
-            if step.nested:
-                inner = step.layer._first_nonfinite_node(xin, training)
-                if inner is not None:
-                    return f"{inner} inside {step.layer.name!r}"
-            y, _ = step.layer.forward(xin, training)
-            if not _all_finite(y):
-                return f"layer {step.layer.name!r} ({type(step.layer).__name__})"
-            vals[step.out] = y
-        return None
-
     def get_rng_state(self):
         """The random states of the leaf layers, in order (None where a layer has none)."""
         return [la.get_rng_state() for la in self._leaf_layers()]
@@ -377,28 +354,7 @@ class Model(Trainer, Layer):
         self._require_graph("get_config")
         from xpnet import saving
 
-        src, entries = {}, {}
-        for i, t in enumerate(self.inputs):
-            layer = t.node.layer
-            src[i] = [layer.name, 0, 0]
-            entries[layer.name] = {"class_name": "InputLayer", "name": layer.name,
-                                   "config": layer.get_config(), "inbound_nodes": []}
-        owners = {}
-        for step in self._graph:
-            layer = step.layer
-            if owners.setdefault(layer.name, layer) is not layer:
-                raise ValueError(f"{self.name}: two layers are named {layer.name!r}; layer "
-                                 "names must be unique to save a model")
-            entry = entries.setdefault(layer.name, {**saving.serialize_layer(layer),
-                                                    "name": layer.name, "inbound_nodes": []})
-            entry["inbound_nodes"].append([src[i] for i in step.ins])
-            src[step.out] = [layer.name, len(entry["inbound_nodes"]) - 1, 0]
-        ins = [src[i] for i in range(len(self.inputs))]
-        outs = [src[i] for i in self._output_slots]
-        return {"name": self.name, "trainable": self.trainable,
-                "layers": list(entries.values()),
-                "input_layers": ins if self._multi_in else ins[0],
-                "output_layers": outs if self._multi_out else outs[0]}
+        return saving.functional_config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None, backend=None):
@@ -406,32 +362,8 @@ class Model(Trainer, Layer):
         ``xpnet.layers``, or from ``custom_objects``), on ``backend``."""
         from xpnet import saving
 
-        layers, tensors = {}, {}
-        pending = []
-        for entry in config["layers"]:
-            layer = saving.deserialize_layer(entry, custom_objects, backend)
-            layers[entry["name"]] = layer
-            if isinstance(layer, InputLayer):
-                tensors[(entry["name"], 0)] = layer.output
-            pending += [(entry["name"], k, inbound)
-                        for k, inbound in enumerate(entry.get("inbound_nodes", []))]
-        while pending:
-            ready = [p for p in pending if all((n, k) in tensors for n, k, _ in p[2])]
-            if not ready:
-                raise ValueError(f"model config {config.get('name')!r}: the inbound nodes of "
-                                 f"{sorted({p[0] for p in pending})} refer to missing layers")
-            for name, k, inbound in ready:
-                xs = [tensors[(n, j)] for n, j, _ in inbound]
-                tensors[(name, k)] = layers[name](xs if len(xs) > 1 else xs[0])
-                pending.remove((name, k, inbound))
-
-        def pick(spec):
-            if spec and isinstance(spec[0], list):
-                return [tensors[(n, k)] for n, k, _ in spec]
-            return tensors[(spec[0], spec[1])]
-
-        return cls(pick(config["input_layers"]), pick(config["output_layers"]),
-                   name=config.get("name"), backend=backend,
+        inputs, outputs = saving.functional_graph(config, custom_objects, backend)
+        return cls(inputs, outputs, name=config.get("name"), backend=backend,
                    trainable=config.get("trainable", True))
 
     def save(self, filepath, overwrite=True):
@@ -460,11 +392,6 @@ class Model(Trainer, Layer):
             raise ValueError(f"{self.name}: {what} needs the input shape; give the first "
                              "layer input_shape=..., start with keras.Input(shape=...), "
                              "or call fit/predict first")
-
-
-def _all_finite(a):
-    xp = namespace(a)
-    return bool(xp.all(xp.isfinite(a)))
 
 
 def _size(shape):

@@ -24,7 +24,8 @@ import safetensors
 import safetensors.numpy
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "serialize_layer",
-           "deserialize_layer", "FORMAT", "FORMAT_VERSION"]
+           "deserialize_layer", "functional_config", "functional_graph", "FORMAT",
+           "FORMAT_VERSION"]
 
 FORMAT = "xpnet"
 FORMAT_VERSION = 1
@@ -378,3 +379,59 @@ def _restore_training(model, file, custom_objects):
                     slot[off:off + n] = xp.reshape(value, (n,))
         optimizer.set_slots(param, slots)
     optimizer.iterations = int(opt.get("iterations", 0))
+
+
+# -- functional graphs ----------------------------------------------------------------------
+def functional_config(model):
+    """The config of a functional model: layers with their inbound nodes (Keras's form)."""
+    src, entries, owners = {}, {}, {}
+    for i, t in enumerate(model.inputs):
+        layer = t.node.layer
+        src[i] = [layer.name, 0, 0]
+        entries[layer.name] = {"class_name": "InputLayer", "name": layer.name,
+                               "config": layer.get_config(), "inbound_nodes": []}
+    for step in model._graph:
+        layer = step.layer
+        if owners.setdefault(layer.name, layer) is not layer:
+            raise ValueError(f"{model.name}: two layers are named {layer.name!r}; layer "
+                             "names must be unique to save a model")
+        entry = entries.setdefault(layer.name, {**serialize_layer(layer), "name": layer.name,
+                                                "inbound_nodes": []})
+        entry["inbound_nodes"].append([src[i] for i in step.ins])
+        src[step.out] = [layer.name, len(entry["inbound_nodes"]) - 1, 0]
+    ins = [src[i] for i in range(len(model.inputs))]
+    outs = [src[i] for i in model._output_slots]
+    return {"name": model.name, "trainable": model.trainable, "layers": list(entries.values()),
+            "input_layers": ins if model._multi_in else ins[0],
+            "output_layers": outs if model._multi_out else outs[0]}
+
+
+def functional_graph(config, custom_objects=None, backend=None):
+    """The input and output tensors of the graph that :func:`functional_config` describes,
+    rebuilt by calling fresh layers node by node."""
+    from xpnet.layers.core import InputLayer
+
+    layers, tensors, pending = {}, {}, []
+    for entry in config["layers"]:
+        layer = deserialize_layer(entry, custom_objects, backend)
+        layers[entry["name"]] = layer
+        if isinstance(layer, InputLayer):
+            tensors[(entry["name"], 0)] = layer.output
+        pending += [(entry["name"], k, inbound)
+                    for k, inbound in enumerate(entry.get("inbound_nodes", []))]
+    while pending:
+        ready = [p for p in pending if all((n, k) in tensors for n, k, _ in p[2])]
+        if not ready:
+            raise ValueError(f"model config {config.get('name')!r}: the inbound nodes of "
+                             f"{sorted({p[0] for p in pending})} refer to missing layers")
+        for name, k, inbound in ready:
+            xs = [tensors[(n, j)] for n, j, _ in inbound]
+            tensors[(name, k)] = layers[name](xs if len(xs) > 1 else xs[0])
+            pending.remove((name, k, inbound))
+
+    def pick(spec):
+        if spec and isinstance(spec[0], list):
+            return [tensors[(n, k)] for n, k, _ in spec]
+        return tensors[(spec[0], spec[1])]
+
+    return pick(config["input_layers"]), pick(config["output_layers"])

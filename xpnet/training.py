@@ -10,29 +10,13 @@ import math
 from xpnet import callbacks as callbacks_module
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
+from xpnet import nonfinite
 from xpnet import optimizers
-from xpnet.backend import namespace
 from xpnet.layers.base import ActivatedLayer
+from xpnet.nonfinite import NonFiniteLossError
 from xpnet.utils import next_seed
 
 __all__ = ["Trainer", "NonFiniteLossError"]
-
-# With the loss on a device, fit records each step's loss there and reads the record back
-# every this many steps (and at each epoch's end) to notice a NaN without a per-step sync.
-NAN_CHECK_EVERY = 200
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; ``fit`` stopped.
-
-    Attributes: ``epoch`` and ``batch`` (0-based) of the first bad step, ``iteration`` (the
-    optimizer's step count at it) and ``where`` (the first layer whose output is not
-    finite, or what else made the loss so).
-    """
-
-    def __init__(self, message, epoch, batch, iteration, where):
-        super().__init__(message)
-        self.epoch, self.batch, self.iteration, self.where = epoch, batch, iteration, where
 
 
 class _FlatParams:
@@ -460,19 +444,18 @@ class Trainer:
                     break
                 if record is not None:
                     record[step] = loss
-                    if (step + 1) % NAN_CHECK_EVERY == 0:
-                        bad = _first_nonfinite(xp, record[:step + 1])
+                    if (step + 1) % nonfinite.CHECK_EVERY == 0:
+                        bad = nonfinite.first_bad(xp, record[:step + 1])
                         if bad is not None:
                             break
                 cb.on_train_batch_end(step, lazy)
                 if self.stop_training:
                     break
             if bad is None and record is not None:
-                bad = _first_nonfinite(xp, record[:step + 1])
+                bad = nonfinite.first_bad(xp, record[:step + 1])
             if bad is not None:
-                return self._stop_on_nonfinite(cb, cbs, epoch, bad, step - bad, guard,
-                                               _batch(xp, xs, ys, sw, perm, bad * batch_size,
-                                                      batch_size))
+                data = _batch(xp, xs, ys, sw, perm, bad * batch_size, batch_size)
+                return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard, data)
             logs = self._read_logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
@@ -482,47 +465,6 @@ class Trainer:
                 break
         cb.on_train_end(self._read_logs())
         return self.history
-
-    def _stop_on_nonfinite(self, cb, cbs, epoch, batch, steps_after, guarded, data):
-        """The loss of ``batch`` was NaN or inf: find where it first appeared, let the
-        callbacks end training (EarlyStopping restores its best weights), then raise
-        :class:`NonFiniteLossError`, or with a TerminateOnNaN callback print and return."""
-        iteration = self.optimizer.iterations - steps_after - (0 if guarded else 1)
-        where = self._locate_nonfinite(*data)
-        note = "the weights are those before that step" if guarded else \
-            f"{steps_after + 1} update(s) with it were applied before it was noticed"
-        message = (f"{self.name}: the loss became non-finite at epoch {epoch + 1}, batch "
-                   f"{batch} (optimizer step {iteration}); it first appeared in {where}; "
-                   f"training stopped ({note})")
-        self.stop_training = True
-        cb.on_train_end(self._read_logs())
-        if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cbs):
-            print(message)
-            return self.history
-        raise NonFiniteLossError(message, epoch, batch, iteration, where)
-
-    def _locate_nonfinite(self, xs, ys, sw):
-        """Re-run one batch layer by layer and name the first non-finite output (or the
-        input, the loss, a penalty). Random and moving-average state is put back after."""
-        leaves = self._leaf_layers()
-        states = [la.get_rng_state() for la in leaves]
-        frozen = [(la, la.get_weights()) for la in leaves if la.non_trainable_weights]
-        try:
-            where = self._first_nonfinite_node(xs if self._multi_in else xs[0], True)
-            if where is None:
-                outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True)
-                outs = outs if self._multi_out else [outs]
-                for k, (loss, y, out) in enumerate(zip(self._losses, ys, outs)):
-                    if not _all_finite(loss(y, out, sample_weight=sw)):
-                        return f"the loss {loss.name!r} of output {self._output_name(k)!r} " \
-                               "(every layer's output is finite)"
-                return "a regularization penalty (every layer's output is finite)"
-            return where
-        finally:
-            for la, state in zip(leaves, states):
-                la.set_rng_state(state)
-            for la, weights in frozen:
-                la.set_weights(weights)
 
     def _class_weights(self, class_weight, y, sw):
         xp = self.backend.xp
@@ -619,20 +561,6 @@ def _batch(xp, xs, ys, sw, perm, start, batch_size):
     idx = perm[start:start + batch_size]
     return ([xp.take(a, idx, axis=0) for a in xs], [xp.take(a, idx, axis=0) for a in ys],
             None if sw is None else xp.take(sw, idx, axis=0))
-
-
-def _all_finite(a):
-    xp = namespace(a)
-    return bool(xp.all(xp.isfinite(a)))
-
-
-def _first_nonfinite(xp, record):
-    """Index of the first non-finite entry of a device array of losses, or None (one read
-    back to the host)."""
-    bad = ~xp.isfinite(record)
-    if not bool(xp.any(bad)):
-        return None
-    return int(xp.argmax(xp.astype(bad, xp.int8)))
 
 
 def _shape(a):
