@@ -176,3 +176,22 @@ def test_activity_regularization_layer_in_fit(cpu):
         hidden = keras.Model(inp, h, backend="cpu").predict(x, verbose=0)
         norms.append(float((hidden ** 2).sum()))
     assert norms[1] < 0.5 * norms[0], norms
+
+
+def test_set_random_seed_repeats_whole_runs_with_dropout(cpu):
+    """Initial weights, shuffling and every dropout mask come from the global seed."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    runs = []
+    for seed in (11, 11, 12):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input(shape=(5,)), layers.Dense(16, activation="relu"),
+                                  layers.Dropout(0.5), layers.GaussianNoise(0.1),
+                                  layers.Dense(2, activation="softmax")], backend="cpu")
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(runs[0], runs[1]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0][0], runs[2][0])

@@ -222,3 +222,26 @@ def test_schedule_and_uncompiled_models_round_trip(tmp_path):
     for (p1, _), (p2, _) in zip(model._optimizer_layout(), loaded._optimizer_layout()):
         for k, v in model.optimizer.get_slots(p1).items():
             np.testing.assert_array_equal(v, loaded.optimizer.get_slots(p2)[k])
+
+
+def test_two_outputs_with_per_output_losses(tmp_path):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape=(4,))
+    h = layers.Dense(8, activation="relu")(inp)
+    model = keras.Model(inp, [layers.Dense(1, name="reg")(h),
+                              layers.Dense(3, activation="softmax", name="cls")(h)],
+                        backend="cpu")
+    model.compile(optimizer="rmsprop",
+                  loss={"reg": "mse", "cls": "sparse_categorical_crossentropy"},
+                  loss_weights=[1.0, 0.5], metrics=[[], ["accuracy"]])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    ys = [x.sum(1, keepdims=True), (x[:, 0] > 0).astype(np.int64)]
+    model.fit(x, ys, epochs=1, verbose=0)
+    model.save(tmp_path / "two.xpnet")
+    loaded = xpnet.load_model(tmp_path / "two.xpnet")
+    assert loaded.metrics_names == model.metrics_names
+    np.testing.assert_allclose(loaded.evaluate(x, ys, verbose=0),
+                               model.evaluate(x, ys, verbose=0), rtol=1e-6)
+    for a, b in zip(loaded.predict(x, verbose=0), model.predict(x, verbose=0)):
+        np.testing.assert_array_equal(a, b)
