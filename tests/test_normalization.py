@@ -127,3 +127,21 @@ def test_batch_norm_and_dropout_in_fit(backend):
     a = model.evaluate(x, y, verbose=0)
     assert a == model.evaluate(x, y, verbose=0)
     np.testing.assert_array_equal(model.layers[1].get_weights()[2], mm)
+
+
+def test_model_gradients_in_training_mode(backend):
+    """A whole model with BatchNormalization and Dropout in training mode: the harness
+    replays the model's random state, so every forward pass of the check sees one mask."""
+    from harness import check_gradients
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape=(4,))
+    h = layers.Dense(5, activation="tanh", dtype="float64")(inp)
+    h = layers.BatchNormalization(dtype="float64")(h)
+    h = layers.Dropout(0.4, dtype="float64")(h)
+    out = layers.Dense(2, dtype="float64")(layers.LayerNormalization(dtype="float64")(h))
+    model = keras.Model(inp, out, backend=backend)
+    rng = np.random.default_rng(0)
+    leaves = [la for la in model.layers if la.grads]
+    check_gradients(backend, model, [rng.standard_normal((6, 4))],
+                    rng.standard_normal((6, 2)), False, True, rng, holders=leaves)
