@@ -105,9 +105,18 @@ def _resolve(shape, actual):
     return tuple(a if s is None else s for s, a in zip(shape, actual))
 
 
-def _forward64(backend, layer, xs_host, multi, training):
+def _forward64(backend, layer, xs_host, multi, training, rng_state=None):
+    """Forward in float64. A layer that draws random numbers (dropout, noise) restarts
+    from ``rng_state`` each time, so every call of one check sees the same mask."""
+    if rng_state is not None:
+        layer.set_rng_state(rng_state)
     xs = [backend.asarray(a, dtype=backend.xp.float64) for a in xs_host]
     return layer.forward(xs if multi else xs[0], training=training)
+
+
+def _rng_state(layer):
+    get = getattr(layer, "get_rng_state", None)
+    return get() if get is not None else None
 
 
 def check_gradients(backend, layer, xs_host, r_host, multi, training, rng, holders=None):
@@ -121,14 +130,15 @@ def check_gradients(backend, layer, xs_host, r_host, multi, training, rng, holde
     r = backend.asarray(r_host, dtype=xp.float64)
     for h in holders:
         h.zero_grads()
-    y, ctx = _forward64(backend, layer, xs_host, multi, training)
+    state = _rng_state(layer)
+    y, ctx = _forward64(backend, layer, xs_host, multi, training, state)
     dx = layer.backward(ctx, r)
     dxs = dx if multi else [dx]
     analytic_params = {(h, k): backend.to_numpy(h.grads[k]).copy()
                        for h in holders for k in h.grads}
 
     def objective(xs):
-        out, _ = _forward64(backend, layer, xs, multi, training)
+        out, _ = _forward64(backend, layer, xs, multi, training, state)
         return float(xp.sum(out * r))
 
     for i, x0 in enumerate(xs_host):
@@ -153,15 +163,16 @@ def check_gradients(backend, layer, xs_host, r_host, multi, training, rng, holde
 def _check_accumulation(backend, layer, xs1, xs2, r_host, multi, training):
     xp = backend.xp
     r = backend.asarray(r_host, dtype=xp.float64)
+    state = _rng_state(layer)
     single = []
     for xs in (xs1, xs2):
         layer.zero_grads()
-        _, ctx = _forward64(backend, layer, xs, multi, training)
+        _, ctx = _forward64(backend, layer, xs, multi, training, state)
         layer.backward(ctx, r)
         single.append({k: backend.to_numpy(g).copy() for k, g in layer.grads.items()})
     layer.zero_grads()
-    _, c1 = _forward64(backend, layer, xs1, multi, training)
-    _, c2 = _forward64(backend, layer, xs2, multi, training)
+    _, c1 = _forward64(backend, layer, xs1, multi, training, state)
+    _, c2 = _forward64(backend, layer, xs2, multi, training, state)
     layer.backward(c2, r)
     layer.backward(c1, r)
     for k, g in layer.grads.items():

@@ -138,3 +138,95 @@ def test_names_and_errors():
         optimizers.Adam(learning_rate=-1.0)
     with pytest.raises(TypeError, match="unexpected argument"):
         optimizers.Adam(lr_decay=0.1)
+
+
+def test_adamw_against_keras_semantics(backend):
+    """Keras 3 AdamW: decay ``p -= lr * wd * p`` with the step's learning rate, then the
+    Adam update from the decayed weights; default weight_decay 0.004."""
+    assert optimizers.AdamW().weight_decay == 0.004
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal((2, 3))
+    grads = [rng.standard_normal((2, 3)) for _ in range(5)]
+    opt = optimizers.AdamW(learning_rate=0.05, weight_decay=0.1)
+    param = backend.asarray(p0.copy())
+    for g in grads:
+        opt.apply_gradients([(backend.asarray(g), param)])
+    p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    for t, g in enumerate(grads, start=1):
+        p = p - 0.05 * 0.1 * p
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        alpha = 0.05 * math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        p = p - alpha * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(backend.to_numpy(param), p, rtol=1e-10, atol=1e-12)
+
+
+def _two_layer_model(optimizer, seed=0):
+    from xpnet import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.layers.Dense(4, activation="tanh", input_shape=(3,)),
+                              keras.layers.Dense(2)], backend="cpu")
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def test_clipnorm_clips_each_variable_with_flat_buffers():
+    """The model packs its weights in one flat buffer; clipnorm must still clip each
+    variable by its own norm (Keras), not the buffer as a whole."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3)).astype(np.float32) * 5
+    y = rng.standard_normal((16, 2)).astype(np.float32) * 5
+    model = _two_layer_model(optimizers.SGD(1.0, clipnorm=0.1))
+    assert model._flat is not None and model._flat.valid()
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    grads = [la.grads[k].copy() for la in model.layers for k in la._trainable_names]
+    after = model.get_weights()
+    for g, b, a in zip(grads, before, after):
+        norm = np.linalg.norm(g)
+        assert norm > 0.1  # every variable is clipped here
+        np.testing.assert_allclose(b - a, g * (0.1 / norm), rtol=1e-4, atol=1e-7)
+    # global_clipnorm, by contrast, scales all variables by one factor
+    model = _two_layer_model(optimizers.SGD(1.0, global_clipnorm=0.1))
+    before = model.get_weights()
+    model.train_on_batch(x, y)
+    grads = [la.grads[k].copy() for la in model.layers for k in la._trainable_names]
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    for g, b, a in zip(grads, before, model.get_weights()):
+        np.testing.assert_allclose(b - a, g * (0.1 / total), rtol=1e-4, atol=1e-7)
+
+
+def test_weight_decay_in_a_model_decays_every_weight():
+    """SGD(weight_decay) through the flat buffer: with zero gradients the weights shrink by
+    (1 - lr * wd) each step."""
+    model = _two_layer_model(optimizers.SGD(0.1, weight_decay=0.5))
+    w0 = model.get_weights()
+    x = np.zeros((4, 3), np.float32)
+    y = model.predict(x, verbose=0)  # zero loss gradient: only the decay acts
+    model.train_on_batch(x, y)
+    for a, b in zip(w0, model.get_weights()):
+        np.testing.assert_allclose(b, a * (1 - 0.1 * 0.5), rtol=1e-6, atol=1e-7)
+
+
+def test_exclude_from_weight_decay_by_name_in_a_model():
+    """Keras's ``exclude_from_weight_decay(var_names=["bias"])``: with zero gradients the
+    kernels decay and the biases, packed in the same flat buffer, do not."""
+    opt = optimizers.SGD(0.1, weight_decay=0.5)
+    opt.exclude_from_weight_decay(var_names=["bias"])
+    model = _two_layer_model(opt)
+    w = model.get_weights()
+    w[1][...] = 1.0
+    w[3][...] = 1.0
+    model.set_weights(w)
+    x = np.zeros((4, 3), np.float32)
+    model.train_on_batch(x, model.predict(x, verbose=0))
+    after = model.get_weights()
+    np.testing.assert_allclose(after[0], w[0] * 0.95, rtol=1e-6)
+    np.testing.assert_array_equal(after[1], w[1])
+    np.testing.assert_array_equal(after[3], w[3])
+    p, q = np.ones(2), np.ones(2)
+    plain = optimizers.SGD(0.1, weight_decay=0.5)
+    plain.exclude_from_weight_decay(var_list=[q])
+    plain.apply_gradients([(np.zeros(2), p), (np.zeros(2), q)])
+    np.testing.assert_allclose([p[0], q[0]], [0.95, 1.0])

@@ -24,6 +24,8 @@ from xpnet import losses  # noqa: E402
 from xpnet import metrics  # noqa: E402
 from xpnet import optimizers  # noqa: E402
 from xpnet import regularizers  # noqa: E402
+from xpnet import saving  # noqa: E402
+from xpnet import schedules  # noqa: E402
 from xpnet import utils  # noqa: E402
 from xpnet.backend import BackendUnavailableError  # noqa: E402
 from xpnet.backend import get_backend  # noqa: E402
@@ -31,11 +33,14 @@ from xpnet.backend import set_backend  # noqa: E402
 from xpnet.layers import Input  # noqa: E402
 from xpnet.models import Model  # noqa: E402
 from xpnet.models import Sequential  # noqa: E402
+from xpnet.models import load_model  # noqa: E402
+from xpnet.training import NonFiniteLossError  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "Input", "Model", "Sequential", "activations", "callbacks",
-    "datasets", "get_backend", "initializers", "layers", "losses", "metrics", "optimizers",
-    "regularizers", "set_backend", "utils",
+    "BackendUnavailableError", "Input", "Model", "NonFiniteLossError", "Sequential",
+    "activations", "callbacks", "datasets", "get_backend", "initializers", "layers", "losses",
+    "load_model", "metrics", "optimizers", "regularizers", "saving", "schedules",
+    "set_backend", "utils",
 ]

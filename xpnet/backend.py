@@ -60,12 +60,43 @@ class RNG:
         # are faster). Otherwise draw float64 on the host, then cast and transfer, so a seed
         # gives the same numbers on every backend.
         self._native = self._cupy or (backend.name == "cpu" and not host)
+        self._make(seed)
+
+    def _make(self, seed):
         if self._cupy:
             import cupy
 
+            if seed is None:
+                seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
             self._gen = cupy.random.default_rng(seed)
         else:
             self._gen = np.random.default_rng(seed)
+        self._seed, self._calls = seed, 0
+
+    def get_state(self):
+        """A JSON-serialisable snapshot of the generator, for saving and exact resumption.
+
+        NumPy's generator (the CPU backend, and host draws for other namespaces) gives its
+        exact bit-generator state. CuPy keeps its XORWOW state on the GPU with no public
+        accessor, so a CUDA generator records its seed and the number of draws made.
+        """
+        if self._cupy:
+            return {"kind": "cupy", "seed": self._seed, "calls": self._calls}
+        return {"kind": "numpy", "state": self._gen.bit_generator.state}
+
+    def set_state(self, state):
+        """Continue from a :meth:`get_state` snapshot: exactly where the snapshot is NumPy's
+        and this generator draws with NumPy; otherwise (CuPy, or a snapshot from the other
+        kind) from a fresh generator seeded deterministically from the snapshot."""
+        if state.get("kind") == "numpy" and not self._cupy:
+            self._gen.bit_generator.state = state["state"]
+            return
+        if state.get("kind") == "cupy" and self._cupy and state.get("calls") == 0:
+            self._make(state["seed"])
+            return
+        entropy = [int(v) for v in _state_ints(state)]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+        self._make(seed)
 
     def _out(self, a, dtype):
         if self._native:
@@ -73,6 +104,7 @@ class RNG:
         return self.backend.asarray(a, dtype=dtype)
 
     def _float_dtype(self, dtype):
+        self._calls += 1  # every float draw starts here (CuPy's state is the draw count)
         if self._native:
             return dtype if dtype is not None else np.float32
         return np.float64
@@ -109,6 +141,7 @@ class RNG:
 
     def permutation(self, n):
         """A random permutation of ``range(n)`` as an int64 array on the device."""
+        self._calls += 1
         if self._cupy:
             return _cupy().argsort(self._gen.random(n))
         perm = self._gen.permutation(n)
@@ -116,8 +149,20 @@ class RNG:
 
     def integers(self, low, high, shape):
         """Uniform int64 draws from ``[low, high)`` on the device."""
+        self._calls += 1
         a = self._gen.integers(low, high, size=tuple(shape), dtype=np.int64)
         return a if self._native else self.backend.asarray(a)
+
+
+def _state_ints(state):
+    """The non-negative integers in a (nested) state snapshot, as entropy for reseeding."""
+    if isinstance(state, dict):
+        return [i for k in sorted(state) for i in _state_ints(state[k])]
+    if isinstance(state, (list, tuple)):
+        return [i for v in state for i in _state_ints(v)]
+    if isinstance(state, bool) or not isinstance(state, int):
+        return []
+    return [abs(state)]
 
 
 def _cupy():

@@ -16,11 +16,12 @@ from xpnet import metrics
 from xpnet import models
 from xpnet import optimizers
 from xpnet import regularizers
+from xpnet import saving
 from xpnet import utils
 from xpnet.layers import Input
 from xpnet.models import Model
 from xpnet.models import Sequential
 
 __all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets",
-           "initializers", "layers", "losses", "metrics", "models", "optimizers",
-           "regularizers", "utils"]
+           "initializers", "layers", "losses", "metrics", "models",
+           "optimizers", "regularizers", "saving", "utils"]

@@ -13,17 +13,18 @@ from xpnet.layers.core import Input
 from xpnet.layers.core import InputLayer
 from xpnet.training import Trainer
 
-__all__ = ["Model", "Sequential", "Input"]
+__all__ = ["Model", "Sequential", "Input", "load_model", "save_model"]
 
 
 class _Step:
     """One node of the compiled graph: which slots it reads and writes."""
 
-    __slots__ = ("layer", "ins", "out", "multi", "data_only", "fused")
+    __slots__ = ("layer", "ins", "out", "multi", "data_only", "fused", "nested")
 
     def __init__(self, layer, ins, out, multi, data_only):
         self.layer, self.ins, self.out, self.multi = layer, ins, out, multi
         self.data_only, self.fused = data_only, False
+        self.nested = isinstance(layer, Model)
 
 
 def _topological(inputs, outputs):
@@ -237,32 +238,53 @@ class Model(Trainer, Layer):
 
     # -- computation ---------------------------------------------------------------------
     def forward(self, x, training=False, fused=False):
-        """``(outputs, ctx)``. With ``fused``, heads marked by ``compile`` return logits."""
+        """``(outputs, ctx)``. With ``fused``, heads marked by ``compile`` return logits.
+
+        ``ctx`` also carries the sum of the layers' activity penalties (see
+        :meth:`activity_penalty`), so the loss can include it without any host sync.
+        """
         vals = [None] * self._n_slots
         xs = x if self._multi_in else [x]
         vals[:len(xs)] = xs
-        ctxs = []
-        for step in self._graph:
+        ctxs, penalty, act = [], 0.0, None
+        for k, step in enumerate(self._graph):
             xin = [vals[i] for i in step.ins] if step.multi else vals[step.ins[0]]
             if fused and step.fused:
                 y, inner = step.layer.forward_z(xin, training)
                 ctx = (inner, None)
             else:
                 y, ctx = step.layer.forward(xin, training)
+                if step.nested:
+                    penalty = penalty + ctx[2]
+            reg = step.layer.activity_regularizer
+            if reg is not None:
+                penalty = penalty + reg(y)
+                act = act or {}
+                act[k] = (reg, y)
             vals[step.out] = y
             ctxs.append(ctx)
         outs = [vals[i] for i in self._output_slots]
-        return (outs if self._multi_out else outs[0]), (ctxs, fused)
+        return (outs if self._multi_out else outs[0]), (ctxs, fused, penalty, act)
+
+    @staticmethod
+    def activity_penalty(ctx):
+        """The activity-regularisation penalty of the forward pass that returned ``ctx``
+        (0.0 when no layer has an activity regularizer)."""
+        return ctx[2]
 
     def backward(self, ctx, dy, need_dx=True):
         """Gradients into every layer's ``grads``; returns ``dL/dinputs``."""
-        ctxs, fused = ctx
+        ctxs, fused, _, act = ctx
         grads = [None] * self._n_slots
         for i, d in zip(self._output_slots, dy if self._multi_out else [dy]):
             if d is not None:
                 grads[i] = d if grads[i] is None else grads[i] + d
-        for step, c in zip(reversed(self._graph), reversed(ctxs)):
+        last = len(ctxs) - 1
+        for k, (step, c) in enumerate(zip(reversed(self._graph), reversed(ctxs))):
             d = grads[step.out]
+            if act is not None and last - k in act:
+                reg, y = act[last - k]
+                d = reg.grad(y) if d is None else d + reg.grad(y)
             if d is None:
                 continue
             grads[step.out] = None
@@ -281,6 +303,15 @@ class Model(Trainer, Layer):
 
     def backward_params(self, ctx, dy):
         self.backward(ctx, dy, need_dx=False)
+
+    def get_rng_state(self):
+        """The random states of the leaf layers, in order (None where a layer has none)."""
+        return [la.get_rng_state() for la in self._leaf_layers()]
+
+    def set_rng_state(self, state):
+        if state is not None:
+            for la, s in zip(self._leaf_layers(), state):
+                la.set_rng_state(s)
 
     def __call__(self, inputs, training=False):
         if self._graph is None:
@@ -314,6 +345,47 @@ class Model(Trainer, Layer):
                   f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}", "_" * line_length]
         print_fn("\n".join(lines))
+
+    # -- configuration and saving ----------------------------------------------------------
+    def get_config(self):
+        """The graph as Keras writes it: each layer's config with its inbound nodes, as
+        ``[layer name, node index, tensor index]`` triples, and the model's inputs and
+        outputs; :meth:`from_config` rebuilds it."""
+        self._require_graph("get_config")
+        from xpnet import saving
+
+        return saving.functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None, backend=None):
+        """Rebuild a functional model from :meth:`get_config` (layer classes by name from
+        ``xpnet.layers``, or from ``custom_objects``), on ``backend``."""
+        from xpnet import saving
+
+        inputs, outputs = saving.functional_graph(config, custom_objects, backend)
+        return cls(inputs, outputs, name=config.get("name"), backend=backend,
+                   trainable=config.get("trainable", True))
+
+    def save(self, filepath, overwrite=True):
+        """Save the architecture, weights, optimizer state and random state in one file;
+        see :func:`xpnet.saving.save_model`."""
+        from xpnet import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Save the weights alone (safetensors), atomically."""
+        from xpnet import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Load weights saved by :meth:`save_weights` or :meth:`save` into this model.
+        Everything is checked before anything is written: on any error the model is
+        unchanged."""
+        from xpnet import saving
+
+        saving.load_weights(self, filepath)
 
     def _require_graph(self, what):
         if self._graph is None:
@@ -425,12 +497,36 @@ class Sequential(Model):
         self._ensure_graph()
         super().summary(print_fn, line_length)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None, backend=None):
+        """Rebuild a Sequential from :meth:`get_config` on ``backend``."""
+        from xpnet import saving
+
+        layers = [saving.deserialize_layer(e, custom_objects, backend)
+                  for e in config["layers"]]
+        return cls(layers, name=config.get("name"), backend=backend,
+                   trainable=config.get("trainable", True))
+
     def get_config(self):
+        from xpnet import saving
+
         config = {"name": self.name, "trainable": self.trainable, "layers": []}
         if self._input is not None:
             config["layers"].append({"class_name": "InputLayer",
                                      "config": self._input.get_config()})
         for layer in self._stack:
-            config["layers"].append({"class_name": type(layer).__name__,
-                                     "config": layer.get_config()})
+            config["layers"].append(saving.serialize_layer(layer))
         return config
+
+
+def load_model(filepath, custom_objects=None, compile=True, backend=None):
+    """A model saved by :meth:`Model.save`; see :func:`xpnet.saving.load_model`."""
+    from xpnet import saving
+
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile,
+                             backend=backend)
+
+
+def save_model(model, filepath, overwrite=True):
+    """``model.save(filepath)``, as ``keras.models.save_model``."""
+    model.save(filepath, overwrite=overwrite)

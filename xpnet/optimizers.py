@@ -10,7 +10,10 @@ views are its layers' weights (see ``Model.compile``), so a step costs one kerne
 however deep the model is; ``apply_gradients`` also takes any list of (grad, param) pairs.
 """
 
+import re
+
 from xpnet import kernels
+from xpnet import schedules
 from xpnet.backend import namespace
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "get"]
@@ -48,6 +51,7 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self._slots = {}
+        self._no_decay_ids, self._no_decay_pattern, self._var_names = set(), None, {}
 
     @property
     def learning_rate(self):
@@ -97,26 +101,71 @@ class Optimizer:
         self.iterations += 1
         if self.weight_decay:
             for _, p in pairs:
-                p -= (lr * self.weight_decay) * p
+                if self._decays(p):
+                    p -= (lr * self.weight_decay) * p
         for g, p in pairs:
             self.update_step(g, p, lr, self._slots_for(p))
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keep some variables out of the weight decay, as Keras: the arrays in
+        ``var_list``, and every weight whose name (``"bias"``, ``"gamma"``) matches one of
+        the regular expressions in ``var_names``. Call it before ``compile``/``fit``."""
+        self._no_decay_ids |= {id(v) for v in var_list or []}
+        names = sorted(set(var_names or []))
+        if names:
+            self._no_decay_pattern = re.compile("|".join(names))
+
+    @property
+    def per_variable(self):
+        """Whether updates must see each variable on its own (per-variable clipping or
+        decay exclusions), rather than one flat buffer of all of them."""
+        return self.clipnorm is not None or bool(self._no_decay_ids) or \
+            self._no_decay_pattern is not None
+
+    def name_variables(self, named):
+        """Tell the optimizer the weight names of arrays it updates: ``[(array, name)]``."""
+        self._var_names.update({id(p): (p, name) for p, name in named})
+
+    def _decays(self, p):
+        if id(p) in self._no_decay_ids:
+            return False
+        if self._no_decay_pattern is None:
+            return True
+        entry = self._var_names.get(id(p))
+        return entry is None or entry[0] is not p or \
+            self._no_decay_pattern.search(entry[1]) is None
 
     def variables(self):
         """The slot arrays, in a stable order (for saving)."""
         return [a for _, slots in self._slots.values() for a in slots.values()]
 
+    def get_slots(self, param):
+        """The slot arrays of ``param`` (by slot name), or None before its first update."""
+        entry = self._slots.get(id(param))
+        return entry[1] if entry is not None and entry[0] is param else None
+
+    def set_slots(self, param, slots):
+        """Make ``slots`` (a dict like :meth:`build_slots` gives) the state of ``param``."""
+        self._slots[id(param)] = (param, slots)
+
     def get_config(self):
+        """The hyperparameters; a schedule is serialized, a plain function is not (the
+        current rate is saved in its place)."""
         lr = self._learning_rate
-        config = {"name": self.name, "learning_rate": lr if not callable(lr) else None,
-                  "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
-                  "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
-        if callable(lr) and hasattr(lr, "get_config"):
-            config["learning_rate"] = {"class_name": type(lr).__name__,
-                                       "config": lr.get_config()}
-        return config
+        if isinstance(lr, schedules.LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        elif callable(lr):
+            lr = self.learning_rate
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+                "global_clipnorm": self.global_clipnorm}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"],
+                                                            custom_objects)
         return cls(**config)
 
 

@@ -10,11 +10,13 @@ import math
 from xpnet import callbacks as callbacks_module
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
+from xpnet import nonfinite
 from xpnet import optimizers
 from xpnet.layers.base import ActivatedLayer
+from xpnet.nonfinite import NonFiniteLossError
 from xpnet.utils import next_seed
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "NonFiniteLossError"]
 
 
 class _FlatParams:
@@ -25,6 +27,7 @@ class _FlatParams:
     def __init__(self, pairs, backend):
         xp = backend.xp
         self.groups, self.views = [], []
+        self.layout = []  # (flat buffer, [(layer, name, offset, size, shape)]) for saving
         by_dtype = {}
         for layer, name in pairs:
             by_dtype.setdefault(str(layer.params[name].dtype), []).append((layer, name))
@@ -34,6 +37,8 @@ class _FlatParams:
             flat_p = xp.empty((total,), dtype=dtype, device=backend.device)
             flat_g = xp.zeros((total,), dtype=dtype, device=backend.device)
             offset = 0
+            entries = []
+            self.layout.append((flat_p, entries))
             for la, k in group:
                 shape = tuple(la.params[k].shape)
                 n = math.prod(shape)
@@ -41,6 +46,7 @@ class _FlatParams:
                 la.params[k] = xp.reshape(flat_p[offset:offset + n], shape)
                 la.grads[k] = xp.reshape(flat_g[offset:offset + n], shape)
                 self.views.append((la, k, la.params[k], la.grads[k]))
+                entries.append((la, k, offset, n, shape))
                 offset += n
             self.groups.append((flat_g, flat_p))
 
@@ -135,7 +141,8 @@ class Trainer:
             twin = self._losses[k].logits_twin(getattr(step.layer, "activation", None)) \
                 if isinstance(step.layer, ActivatedLayer) else None
             if twin is not None and slot not in consumers and \
-                    self._output_slots.count(slot) == 1:
+                    self._output_slots.count(slot) == 1 and \
+                    step.layer.activity_regularizer is None:
                 step.fused = True
                 self._train_losses[k] = twin
         self._heads = [next(s for s in self._graph if s.out == slot)
@@ -158,6 +165,7 @@ class Trainer:
         self._regularized = [la for la in self._leaf_layers() if la.regularizers]
         self._flat = _FlatParams(pairs, self.backend) \
             if pairs and self.backend.supports_views else None
+        self.optimizer.name_variables([(la.params[k], k) for la, k in pairs])
 
     def _leaf_layers(self):
         out = []
@@ -193,8 +201,25 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------
     def _grads_and_params(self):
         if self._flat is not None and self._flat.valid():
+            if self.optimizer.per_variable:
+                # clipnorm clips each variable by its own norm (and decay exclusions pick
+                # variables): hand the optimizer the views of the flat buffers, not the buffers
+                return [(g, p) for _, _, p, g in self._flat.views]
             return self._flat.groups
         return [(la.grads[k], la.params[k]) for la, k in self.trainable_pairs()]
+
+    def _optimizer_layout(self):
+        """How the optimizer sees the weights: ``(array it updates, [(layer, weight name,
+        offset, size, shape)])`` for each array, so its slots can be saved per variable and
+        restored into any packing."""
+        if self._flat is not None and self._flat.valid():
+            if not self.optimizer.per_variable:
+                return self._flat.layout
+            return [(p, [(la, k, 0, math.prod(p.shape), tuple(p.shape))])
+                    for la, k, p, _ in self._flat.views]
+        return [(la.params[k], [(la, k, 0, math.prod(la.params[k].shape),
+                                 tuple(la.params[k].shape))])
+                for la, k in self.trainable_pairs()]
 
     def _zero_grads(self):
         if self._flat is not None and self._flat.valid():
@@ -240,12 +265,19 @@ class Trainer:
                 for m in ms:
                     m.update_state(ys[k], out, sample_weight)
 
-    def _train_step(self, xs, ys, sample_weight):
+    def _train_step(self, xs, ys, sample_weight, guard=False):
+        """One step; returns the loss (a 0-d array). With ``guard`` (host-resident arrays
+        only, where reading a value costs nothing), a non-finite loss returns None before
+        any gradient is applied, so the weights stay as they were."""
         self._zero_grads()
         outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True, fused=True)
         outs = outs if self._multi_out else [outs]
         loss, dys = self._loss_and_dys(ys, outs, sample_weight, True)
-        loss = loss + self._regularization(add_grads=True)
+        extra = self._regularization(add_grads=True) + ctx[2]
+        if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
+            loss = loss + extra
+        if guard and not math.isfinite(float(loss)):
+            return None
         self.backward(ctx, dys if self._multi_out else dys[0], need_dx=False)
         self.optimizer.apply_gradients(self._grads_and_params())
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
@@ -266,10 +298,12 @@ class Trainer:
         return total
 
     def _test_step(self, xs, ys, sample_weight):
-        outs, _ = self.forward(xs if self._multi_in else xs[0], training=False, fused=True)
+        outs, ctx = self.forward(xs if self._multi_in else xs[0], training=False, fused=True)
         outs = outs if self._multi_out else [outs]
         loss, _ = self._loss_and_dys(ys, outs, sample_weight, False)
-        loss = loss + self._regularization(add_grads=False)
+        extra = self._regularization(add_grads=False) + ctx[2]
+        if not isinstance(extra, float):
+            loss = loss + extra
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
         self._update_metrics(ys, outs, sample_weight, True)
         return loss
@@ -392,28 +426,36 @@ class Trainer:
         xp = self.backend.xp
         lazy = callbacks_module.LazyLogs({name: m.result for name, m in
                                           zip(self.metrics_names, self._all_metrics())})
+        guard = self.backend.name == "cpu"  # NumPy: the loss is on the host already
         cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cb.on_epoch_begin(epoch)
             perm = self._rng.permutation(n) if shuffle else None
+            record = None if guard else xp.zeros((steps,), dtype=getattr(xp, self.dtype),
+                                                 device=self.backend.device)
+            bad = None
             for step in range(steps):
-                start = step * batch_size
-                if perm is None:
-                    index = slice(start, start + batch_size)
-                    bx = [a[index, ...] for a in xs]
-                    by = [a[index, ...] for a in ys]
-                    bw = None if sw is None else sw[index]
-                else:
-                    idx = perm[start:start + batch_size]
-                    bx = [xp.take(a, idx, axis=0) for a in xs]
-                    by = [xp.take(a, idx, axis=0) for a in ys]
-                    bw = None if sw is None else xp.take(sw, idx, axis=0)
+                bx, by, bw = _batch(xp, xs, ys, sw, perm, step * batch_size, batch_size)
                 cb.on_train_batch_begin(step)
-                self._train_step(bx, by, bw)
+                loss = self._train_step(bx, by, bw, guard)
+                if loss is None:
+                    bad = step
+                    break
+                if record is not None:
+                    record[step] = loss
+                    if (step + 1) % nonfinite.CHECK_EVERY == 0:
+                        bad = nonfinite.first_bad(xp, record[:step + 1])
+                        if bad is not None:
+                            break
                 cb.on_train_batch_end(step, lazy)
                 if self.stop_training:
                     break
+            if bad is None and record is not None:
+                bad = nonfinite.first_bad(xp, record[:step + 1])
+            if bad is not None:
+                data = _batch(xp, xs, ys, sw, perm, bad * batch_size, batch_size)
+                return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard, data)
             logs = self._read_logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
@@ -508,6 +550,17 @@ class Trainer:
         """Outputs for one batch, as NumPy."""
         return self.predict(x, batch_size=_shape(x if not isinstance(x, (list, tuple))
                                                  else x[0])[0] or 1)
+
+
+def _batch(xp, xs, ys, sw, perm, start, batch_size):
+    """The batch starting at ``start``: a slice, or a gather by the shuffled indices."""
+    if perm is None:
+        index = slice(start, start + batch_size)
+        return ([a[index, ...] for a in xs], [a[index, ...] for a in ys],
+                None if sw is None else sw[index])
+    idx = perm[start:start + batch_size]
+    return ([xp.take(a, idx, axis=0) for a in xs], [xp.take(a, idx, axis=0) for a in ys],
+            None if sw is None else xp.take(sw, idx, axis=0))
 
 
 def _shape(a):

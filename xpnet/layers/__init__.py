@@ -24,9 +24,21 @@ from xpnet.layers.merge import average
 from xpnet.layers.merge import concatenate
 from xpnet.layers.merge import multiply
 from xpnet.layers.merge import subtract
+from xpnet.layers.normalization import BatchNormalization
+from xpnet.layers.normalization import LayerNormalization
+from xpnet.layers.regularization import ActivityRegularization
+from xpnet.layers.regularization import Dropout
+from xpnet.layers.regularization import GaussianDropout
+from xpnet.layers.regularization import GaussianNoise
+from xpnet.layers.regularization import SpatialDropout1D
+from xpnet.layers.regularization import SpatialDropout2D
+from xpnet.layers.regularization import SpatialDropout3D
 
 __all__ = [
     "ActivatedLayer", "Activation", "Add", "Average", "Concatenate", "Dense", "ELU", "Flatten",
     "Identity", "Input", "InputLayer", "KerasTensor", "Layer", "LeakyReLU", "Multiply", "ReLU",
     "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "multiply", "subtract",
+    "ActivityRegularization", "BatchNormalization", "Dropout", "GaussianDropout",
+    "GaussianNoise", "LayerNormalization", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D",
 ]

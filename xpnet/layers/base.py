@@ -79,10 +79,14 @@ class Layer:
     trainable : bool, default=True
     input_shape : tuple, default=None
         Shape of one sample, for the first layer of a ``Sequential`` (as Keras).
+    activity_regularizer : str or Regularizer, default=None
+        A penalty on the layer's output, ``activity_regularizer(y)`` (not divided by the
+        batch size, as Keras 3), which a model adds to its loss and whose gradient it adds
+        to the gradient flowing into this layer's ``backward``.
     """
 
     def __init__(self, name=None, dtype=None, trainable=True, input_shape=None,
-                 input_dim=None, batch_size=None, **kwargs):
+                 input_dim=None, batch_size=None, activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(
                 f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}"
@@ -98,6 +102,8 @@ class Layer:
             input_shape = (input_dim,)
         self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
         self.input_shape = self.output_shape = None
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._rng = None  # a layer that draws random numbers keeps its generator here
 
     # -- weights -----------------------------------------------------------------------
     def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None,
@@ -169,8 +175,12 @@ class Layer:
         ]
 
     def get_weights(self):
-        """The weights as NumPy arrays, in Keras's order and shapes."""
-        return [self.backend.to_numpy(w) for w in self.weights] if self.built else []
+        """Copies of the weights as NumPy arrays, in Keras's order and shapes (copies: on the
+        CPU a NumPy view would change as training goes on, as Keras's copies do not)."""
+        if not self.built:
+            return []
+        xp = self.backend.xp
+        return [self.backend.to_numpy(xp.asarray(w, copy=True)) for w in self.weights]
 
     def set_weights(self, weights):
         """Copy ``weights`` (NumPy or device arrays, Keras order) into the layer, in place."""
@@ -200,6 +210,17 @@ class Layer:
     def zero_grads(self):
         for g in self.grads.values():
             g[...] = 0.0
+
+    # -- random state ------------------------------------------------------------------
+    def get_rng_state(self):
+        """The state of the layer's random generator (dropout, noise), or None: saved with
+        the model so that a resumed run draws the same masks as an uninterrupted one."""
+        return None if self._rng is None else self._rng.get_state()
+
+    def set_rng_state(self, state):
+        """Continue the layer's random stream from a :meth:`get_rng_state` snapshot."""
+        if self._rng is not None and state is not None:
+            self._rng.set_state(state)
 
     # -- computation -------------------------------------------------------------------
     def forward(self, x, training=False):
@@ -242,6 +263,8 @@ class Layer:
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self._input_shape_arg is not None:
             config["input_shape"] = self._input_shape_arg
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod

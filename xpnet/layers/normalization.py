@@ -1,0 +1,218 @@
+"""Normalization layers: BatchNormalization and LayerNormalization, with Keras 3's
+defaults (epsilon 1e-3; BatchNormalization momentum 0.99 and the biased batch variance in
+its moving average) and weight order (gamma, beta, moving_mean, moving_variance)."""
+
+from xpnet import initializers
+from xpnet import regularizers
+from xpnet.backend import namespace
+from xpnet.layers.base import Layer
+
+__all__ = ["BatchNormalization", "LayerNormalization"]
+
+
+def _axes_list(axis):
+    if isinstance(axis, int) and not isinstance(axis, bool):
+        return [axis]
+    if isinstance(axis, (list, tuple)) and axis and all(
+            isinstance(a, int) and not isinstance(a, bool) for a in axis):
+        return list(axis)
+    raise TypeError(f"axis must be an int or a list of ints, got axis={axis!r}")
+
+
+def _normalize_backward(dxhat, xhat, inv, red, xp):
+    """dL/dx of ``xhat = (x - mean) * inv`` with mean and biased variance over ``red``."""
+    mean_d = xp.mean(dxhat, axis=red, keepdims=True)
+    mean_dx = xp.mean(dxhat * xhat, axis=red, keepdims=True)
+    return inv * (dxhat - mean_d - xhat * mean_dx)
+
+
+class _Normalization(Layer):
+    """Shared machinery: the feature axes, their weights, and the affine part."""
+
+    def __init__(self, axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                 beta_regularizer, gamma_regularizer, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            self.axis = _axes_list(axis)
+        except TypeError as e:
+            raise TypeError(f"{self.name}: {e}") from None
+        if not epsilon > 0:
+            raise ValueError(f"{self.name}: epsilon must be > 0, got epsilon={epsilon!r}")
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def _resolve_axes(self, input_shape):
+        ndim = len(input_shape)
+        valid = all(-ndim <= a < ndim for a in self.axis)
+        axes = sorted({a % ndim for a in self.axis}) if valid else []
+        if not valid or len(axes) != len(self.axis) or 0 in axes:
+            raise ValueError(f"{self.name}: axis={self.axis} is not a feature axis of "
+                             f"inputs of shape {tuple(input_shape)}")
+        return axes
+
+    def check_input_shape(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) < 2:
+            raise ValueError(f"{self.name}: expects one input of rank >= 2, got shape "
+                             f"{input_shape}")
+        axes = self._resolve_axes(input_shape)
+        if any(input_shape[a] is None for a in axes):
+            raise ValueError(f"{self.name}: the normalized axes {self.axis} of the input "
+                             f"must be known, got shape {tuple(input_shape)}")
+        if self.built and tuple(input_shape[a] for a in axes) != self._param_shape:
+            raise ValueError(f"{self.name}: built for feature shape {self._param_shape} on "
+                             f"axis {self.axis}, got input shape {tuple(input_shape)}")
+
+    def build(self, input_shape):
+        ndim = len(input_shape)
+        self._axes = self._resolve_axes(input_shape)
+        self._param_shape = tuple(input_shape[a] for a in self._axes)
+        self._bshape = tuple(input_shape[i] if i in self._axes else 1 for i in range(ndim))
+        self._others = tuple(i for i in range(ndim) if i not in self._axes)
+        if self.scale:
+            self.add_weight("gamma", self._param_shape, self.gamma_initializer,
+                            regularizer=self.gamma_regularizer)
+        if self.center:
+            self.add_weight("beta", self._param_shape, self.beta_initializer,
+                            regularizer=self.beta_regularizer)
+
+    def _b(self, name):
+        """A weight reshaped to broadcast against the input."""
+        return namespace(self.params[name]).reshape(self.params[name], self._bshape)
+
+    def _affine(self, xhat):
+        y = xhat * self._b("gamma") if self.scale else xhat
+        return y + self._b("beta") if self.center else y
+
+    def _param_grads(self, dy, xhat, xp):
+        """Add dL/dgamma and dL/dbeta; return dL/dxhat."""
+        if self.scale:
+            g = xp.sum(dy * xhat, axis=self._others)
+            self.grads["gamma"] += xp.reshape(g, self._param_shape)
+        if self.center:
+            self.grads["beta"] += xp.reshape(xp.sum(dy, axis=self._others), self._param_shape)
+        return dy * self._b("gamma") if self.scale else dy
+
+    def get_config(self):
+        return {**super().get_config(),
+                "axis": self.axis[0] if len(self.axis) == 1 else list(self.axis),
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+
+
+class BatchNormalization(_Normalization):
+    """Normalizes each feature over the batch (and the spatial axes):
+    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    In training the mean and biased variance of the batch are used, and the moving averages
+    are updated, ``moving = momentum * moving + (1 - momentum) * batch``; in inference (and
+    whenever the layer is not trainable, as Keras 3) the moving averages are used.
+
+    Parameters
+    ----------
+    axis : int or list of int, default=-1
+        The feature axis: -1 for dense and channels-last inputs, 1 for channels-first.
+    momentum : float, default=0.99
+    epsilon : float, default=1e-3
+    center, scale : bool, default=True
+        Whether to learn ``beta`` and ``gamma``.
+    beta_initializer, gamma_initializer : default="zeros", "ones"
+    moving_mean_initializer, moving_variance_initializer : default="zeros", "ones"
+    beta_regularizer, gamma_regularizer : default=None
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, **kwargs)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{self.name}: momentum must be in [0, 1], got {momentum!r}")
+        self.momentum = float(momentum)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.add_weight("moving_mean", self._param_shape, self.moving_mean_initializer,
+                        trainable=False)
+        self.add_weight("moving_variance", self._param_shape,
+                        self.moving_variance_initializer, trainable=False)
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        if training and self.trainable:
+            mean = xp.mean(x, axis=self._others, keepdims=True)
+            xc = x - mean
+            var = xp.mean(xc * xc, axis=self._others, keepdims=True)
+            inv = 1.0 / xp.sqrt(var + self.epsilon)
+            self._update_moving(mean, var, xp)
+            xhat = xc * inv
+        else:
+            inv = 1.0 / xp.sqrt(self._b("moving_variance") + self.epsilon)
+            xhat = (x - self._b("moving_mean")) * inv
+            training = False
+        return self._affine(xhat), (xhat, inv, training)
+
+    def _update_moving(self, mean, var, xp):
+        m = self.momentum
+        for name, batch in (("moving_mean", mean), ("moving_variance", var)):
+            moving = self.params[name]
+            batch = xp.reshape(xp.astype(batch, moving.dtype), self._param_shape)
+            moving[...] = moving * m + batch * (1.0 - m)
+
+    def backward(self, ctx, dy):
+        xhat, inv, training = ctx
+        xp = namespace(dy)
+        dxhat = self._param_grads(dy, xhat, xp)
+        if not training:
+            return dxhat * inv
+        return _normalize_backward(dxhat, xhat, inv, self._others, xp)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum,
+                "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+                "moving_variance_initializer":
+                    initializers.serialize(self.moving_variance_initializer)}
+
+
+class LayerNormalization(_Normalization):
+    """Normalizes each sample over ``axis``:
+    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``, the same in training and
+    inference.
+
+    Parameters
+    ----------
+    axis : int or list of int, default=-1
+    epsilon : float, default=1e-3
+    center, scale : bool, default=True
+    beta_initializer, gamma_initializer : default="zeros", "ones"
+    beta_regularizer, gamma_regularizer : default=None
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
+                         beta_regularizer, gamma_regularizer, **kwargs)
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        axes = tuple(self._axes)
+        mean = xp.mean(x, axis=axes, keepdims=True)
+        xc = x - mean
+        inv = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=axes, keepdims=True) + self.epsilon)
+        xhat = xc * inv
+        return self._affine(xhat), (xhat, inv)
+
+    def backward(self, ctx, dy):
+        xhat, inv = ctx
+        xp = namespace(dy)
+        dxhat = self._param_grads(dy, xhat, xp)
+        return _normalize_backward(dxhat, xhat, inv, tuple(self._axes), xp)
