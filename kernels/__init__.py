@@ -161,18 +161,19 @@ def _optimizer_route(param, *others):
     return route, xp, arrays
 
 
-def adam(param, grad, m, v, *, lr, beta_1, beta_2, epsilon, step, vhat=None):
-    """One Adam step (Keras's form), in place on ``param``, ``m``, ``v`` (and ``vhat``)."""
+def adam(param, grad, m, v, *, lr, beta_1, beta_2, epsilon, step, vhat=None, decay=0.0):
+    """One Adam step (Keras's form), in place on ``param``, ``m``, ``v`` (and ``vhat``);
+    ``decay`` is AdamW's ``lr * weight_decay``, applied in the same pass."""
     route, xp, arrays = _optimizer_route(param, grad, m, v, vhat)
     if route is None:
         return reference.adam(param, grad, m, v, xp, lr=lr, beta_1=beta_1, beta_2=beta_2,
-                              epsilon=epsilon, step=step, vhat=vhat)
+                              epsilon=epsilon, step=step, vhat=vhat, decay=decay)
     alpha = lr * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
     if route == "cuda":
-        return _load("cuda").adam(*arrays, alpha, 1.0 - beta_1, 1.0 - beta_2, epsilon)
+        return _load("cuda").adam(*arrays, alpha, 1.0 - beta_1, 1.0 - beta_2, epsilon, decay)
     f = param.dtype.type
     p, g, m1, v1, vh = arrays
-    scalars = (f(alpha), f(1.0 - beta_1), f(1.0 - beta_2), f(epsilon))
+    scalars = (f(alpha), f(1.0 - beta_1), f(1.0 - beta_2), f(epsilon), f(decay))
     if vh is None:
         _load("cpu").adam(p, g, m1, v1, *scalars)
     else:

@@ -149,18 +149,20 @@ def softmax_ce_wide(z, target, weights, smoothing):
 
 
 @_jit
-def adam(p, g, m, v, alpha, c1, c2, eps):
-    """Keras's Adam: ``alpha`` holds the bias corrections, ``c1 = 1 - beta_1``, ..."""
+def adam(p, g, m, v, alpha, c1, c2, eps, decay):
+    """Keras's Adam: ``alpha`` holds the bias corrections, ``c1 = 1 - beta_1``, ...;
+    ``decay`` (AdamW's lr * weight_decay, else 0) shrinks the weights in the same pass."""
     for i in range(p.shape[0]):
         gi = g[i]
         m[i] += (gi - m[i]) * c1
         v[i] += (gi * gi - v[i]) * c2
     for i in range(p.shape[0]):
-        p[i] -= alpha * m[i] / (math.sqrt(v[i]) + eps)
+        pi = p[i] - decay * p[i]
+        p[i] = pi - alpha * m[i] / (math.sqrt(v[i]) + eps)
 
 
 @_jit
-def adam_amsgrad(p, g, m, v, vhat, alpha, c1, c2, eps):
+def adam_amsgrad(p, g, m, v, vhat, alpha, c1, c2, eps, decay):
     for i in range(p.shape[0]):
         gi = g[i]
         m[i] += (gi - m[i]) * c1
@@ -168,7 +170,8 @@ def adam_amsgrad(p, g, m, v, vhat, alpha, c1, c2, eps):
     for i in range(p.shape[0]):
         vhat[i] = max(vhat[i], v[i])
     for i in range(p.shape[0]):
-        p[i] -= alpha * m[i] / (math.sqrt(vhat[i]) + eps)
+        pi = p[i] - decay * p[i]
+        p[i] = pi - alpha * m[i] / (math.sqrt(vhat[i]) + eps)
 
 
 @_jit

@@ -142,7 +142,7 @@ def _softmax_ce(z, labels, target, sparse, weights, smoothing, loss, out):
 
 
 @cuda.jit
-def _adam(p, g, m, v, vhat, amsgrad, alpha, c1, c2, eps):
+def _adam(p, g, m, v, vhat, amsgrad, alpha, c1, c2, eps, decay):
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, p.shape[0], stride):
         gi = g[i]
@@ -153,7 +153,8 @@ def _adam(p, g, m, v, vhat, amsgrad, alpha, c1, c2, eps):
         if amsgrad:
             vi = max(vhat[i], vi)
             vhat[i] = vi
-        p[i] -= alpha * mi / (math.sqrt(vi) + eps)
+        pi = p[i] - decay * p[i]
+        p[i] = pi - alpha * mi / (math.sqrt(vi) + eps)
 
 
 @cuda.jit
@@ -239,10 +240,10 @@ def _or_placeholder(a, like):
     return a if a is not None else _module(like).zeros(1, dtype=like.dtype)
 
 
-def adam(p, g, m, v, vhat, alpha, c1, c2, eps):
+def adam(p, g, m, v, vhat, alpha, c1, c2, eps, decay=0.0):
     n = p.shape[0]
     _adam[_grid(n), TPB, _stream(p)](p, g, m, v, _or_placeholder(vhat, p), vhat is not None,
-                                      alpha, c1, c2, eps)
+                                      alpha, c1, c2, eps, decay)
 
 
 def rmsprop(p, g, v, mom, mg, rho, lr, eps, momentum):

@@ -223,11 +223,14 @@ def softmax_cross_entropy(logits, target, xp, sample_weight=None, label_smoothin
     return loss, dlogits * scale
 
 
-def adam(param, grad, m, v, xp, *, lr, beta_1, beta_2, epsilon, step, vhat=None):
+def adam(param, grad, m, v, xp, *, lr, beta_1, beta_2, epsilon, step, vhat=None, decay=0.0):
     """One Adam step in place, as Keras: ``epsilon`` is added to ``sqrt(v)`` and the bias
     corrections fold into the step size ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``.
-    ``vhat`` (AMSGrad) keeps the running maximum of ``v``.
+    ``vhat`` (AMSGrad) keeps the running maximum of ``v``. ``decay`` (AdamW: the learning
+    rate times the weight decay) first shrinks the weights, ``p -= decay * p``.
     """
+    if decay:
+        param -= decay * param
     alpha = lr * math.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
     m += (grad - m) * (1.0 - beta_1)
     v += (grad * grad - v) * (1.0 - beta_2)

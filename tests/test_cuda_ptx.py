@@ -28,7 +28,7 @@ def _signatures(f):
         "_activation_grad": (int64, v, v, float64, v),
         "_softmax_grad": (m, m, boolean, m),
         "_softmax_ce": (m, int64[:], m, boolean, v, float64, v, m),
-        "_adam": (v, v, v, v, v, boolean, float64, float64, float64, float64),
+        "_adam": (v, v, v, v, v, boolean, float64, float64, float64, float64, float64),
         "_rmsprop": (v, v, v, v, v, boolean, boolean, float64, float64, float64, float64),
         "_sgd": (v, v, v, boolean, boolean, float64, float64),
         "_adagrad": (v, v, v, float64, float64),

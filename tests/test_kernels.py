@@ -118,6 +118,8 @@ OPTIMIZERS = {
                                           epsilon=1e-7, step=t), 2),
     "amsgrad": (lambda k, p, g, s, t: k.adam(p, g, s[0], s[1], lr=0.01, beta_1=0.9,
                                              beta_2=0.99, epsilon=1e-7, step=t, vhat=s[2]), 3),
+    "adamw": (lambda k, p, g, s, t: k.adam(p, g, s[0], s[1], lr=0.01, beta_1=0.9, beta_2=0.999,
+                                           epsilon=1e-7, step=t, decay=0.01 * 0.004), 2),
     "rmsprop": (lambda k, p, g, s, t: k.rmsprop(p, g, s[0], lr=0.01, rho=0.9, epsilon=1e-7), 1),
     "rmsprop_full": (lambda k, p, g, s, t: k.rmsprop(p, g, s[0], lr=0.01, rho=0.9,
                                                      epsilon=1e-7, momentum_buf=s[1],

@@ -63,6 +63,9 @@ class Optimizer:
     def learning_rate(self, value):
         self._learning_rate = value
 
+    # True where update_step applies the weight decay itself (one pass over the weights).
+    _fused_decay = False
+
     def build_slots(self, param):
         """The optimizer's state for one parameter (a dict of arrays like it)."""
         return {}
@@ -99,7 +102,7 @@ class Optimizer:
             pairs = self._clip(pairs)
         lr = self.learning_rate
         self.iterations += 1
-        if self.weight_decay:
+        if self.weight_decay and not self._fused_decay:
             for _, p in pairs:
                 if self._decays(p):
                     p -= (lr * self.weight_decay) * p
@@ -221,10 +224,14 @@ class Adam(Optimizer):
             slots["velocity_hat"] = _zeros_like(param)
         return slots
 
+    # The decoupled weight decay happens inside the Adam kernel's pass over the weights.
+    _fused_decay = True
+
     def update_step(self, grad, param, lr, slots):
+        decay = lr * self.weight_decay if self.weight_decay and self._decays(param) else 0.0
         kernels.adam(param, grad, slots["momentum"], slots["velocity"], lr=lr,
                      beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-                     step=self.iterations, vhat=slots.get("velocity_hat"))
+                     step=self.iterations, vhat=slots.get("velocity_hat"), decay=decay)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -65,9 +65,9 @@ class _SimulatedDispatch:
 
         self.k = kernels._load("cuda")
 
-    def adam(self, p, g, m, v, *, lr, beta_1, beta_2, epsilon, step, vhat=None):
+    def adam(self, p, g, m, v, *, lr, beta_1, beta_2, epsilon, step, vhat=None, decay=0.0):
         alpha = lr * (1.0 - beta_2**step) ** 0.5 / (1.0 - beta_1**step)
-        self.k.adam(p, g, m, v, vhat, alpha, 1.0 - beta_1, 1.0 - beta_2, epsilon)
+        self.k.adam(p, g, m, v, vhat, alpha, 1.0 - beta_1, 1.0 - beta_2, epsilon, decay)
 
     def rmsprop(self, p, g, v, *, lr, rho, epsilon, momentum_buf=None, momentum=0.0, mg=None):
         self.k.rmsprop(p, g, v, momentum_buf, mg, rho, lr, epsilon, momentum)
