@@ -6,6 +6,7 @@ This is one of the two modules of ``xpnet`` that import NumPy (host data and the
 CuPy is imported lazily, so ``import xpnet`` works on a machine without CUDA.
 """
 
+import contextlib
 import os
 import types
 
@@ -222,6 +223,18 @@ class Backend:
         if self.name == "cuda":
             _cupy().cuda.get_current_stream().synchronize()
 
+    def limit_threads(self, n):
+        """A context in which BLAS uses at most ``n`` threads (CPU backend; ``None``: no
+        limit). Costs about 20 us to enter, so it wraps loops, not steps."""
+        if n is None or self.name != "cpu":
+            return contextlib.nullcontext()
+        global _THREADPOOLS
+        if _THREADPOOLS is None:
+            from threadpoolctl import ThreadpoolController
+
+            _THREADPOOLS = ThreadpoolController()
+        return _THREADPOOLS.limit(limits=n, user_api="blas")
+
     @property
     def supports_views(self):
         """Whether a reshaped slice of an array writes through to it (NumPy, CuPy).
@@ -231,6 +244,7 @@ class Backend:
         return self.name in ("cpu", "cuda")
 
 
+_THREADPOOLS = None
 _DEFAULT = {"name": None}
 _CACHE = {}
 

@@ -220,6 +220,15 @@ class Model(Trainer, Layer):
     def count_params(self):
         return sum(la.count_params() for la in self._unique_layers())
 
+    def macs(self, input_shape=None):
+        """Multiply-adds per sample of one forward pass, summed over the graph's nodes."""
+        self._require_graph("macs")
+        total = 0
+        for step in self._graph:
+            shapes = [self._slot_shape(i) for i in step.ins]
+            total += step.layer.macs(shapes if step.multi else shapes[0])
+        return total
+
     def trainable_pairs(self):
         """``(layer, weight name)`` for every trainable weight, each shared layer once."""
         if not self.trainable:

@@ -6,6 +6,7 @@ the end of an epoch reports them.
 """
 
 import math
+import os
 
 from xpnet import callbacks as callbacks_module
 from xpnet import losses as losses_module
@@ -17,6 +18,10 @@ from xpnet.nonfinite import NonFiniteLossError
 from xpnet.utils import next_seed
 
 __all__ = ["Trainer", "NonFiniteLossError"]
+
+# Multiply-adds per training step under which one BLAS thread is used: at 1e7 (the seed
+# model at batch 256) two threads were 10 % faster on an idle machine (PERFORMANCE.md).
+_SMALL_STEP_MACS = 1e7
 
 
 class _FlatParams:
@@ -152,6 +157,7 @@ class Trainer:
                                       for k in range(len(self.outputs))] \
             if len(self.outputs) > 1 else []
         self._pack()
+        self._macs = None  # the step's cost, for the BLAS thread count; measured on first use
         self._compiled_graph = self._graph
 
     def _output_name(self, k):
@@ -423,6 +429,13 @@ class Trainer:
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
         self.stop_training = False
+        with self.backend.limit_threads(self._blas_threads(batch_size)):
+            return self._run_epochs(xs, ys, sw, val, n, batch_size, steps, epochs,
+                                    initial_epoch, shuffle, cb, cbs, validation_batch_size,
+                                    validation_freq)
+
+    def _run_epochs(self, xs, ys, sw, val, n, batch_size, steps, epochs, initial_epoch,
+                    shuffle, cb, cbs, validation_batch_size, validation_freq):
         xp = self.backend.xp
         lazy = callbacks_module.LazyLogs({name: m.result for name, m in
                                           zip(self.metrics_names, self._all_metrics())})
@@ -476,6 +489,22 @@ class Trainer:
         w = xp.take(table, xp.astype(labels, xp.int64), axis=0)
         return w if sw is None else w * sw
 
+    def _blas_threads(self, batch_size):
+        """BLAS threads for steps of ``batch_size`` samples: one for small steps, else the
+        library's own choice; ``$XPNET_CPU_THREADS`` overrides.
+
+        Small products gain nothing from a second thread and lose 2-8x when another process
+        holds the other core (PERFORMANCE.md; the seed model at batch 32 took 3.0 s for two
+        epochs with two threads against 0.38 s with one while the machine was shared).
+        """
+        forced = os.environ.get("XPNET_CPU_THREADS")
+        if forced:
+            return int(forced)
+        macs = getattr(self, "_macs", None)
+        if macs is None:
+            macs = self._macs = self.macs()
+        return 1 if batch_size * macs < _SMALL_STEP_MACS else None
+
     def _read_logs(self):
         """Every tracked value as a Python float: the one host sync of an epoch."""
         return {name: float(m.result()) for name, m in
@@ -498,7 +527,9 @@ class Trainer:
         xs = self._adapt_x(x, "evaluate")
         ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
         sw = self._adapt_weights(sample_weight, xs[0].shape[0])
-        logs = self._evaluate_arrays(xs, ys, sw, batch_size or 32)
+        batch_size = batch_size or 32
+        with self.backend.limit_threads(self._blas_threads(batch_size)):
+            logs = self._evaluate_arrays(xs, ys, sw, batch_size)
         return self._format_result(logs, return_dict)
 
     def _format_result(self, logs, return_dict):
@@ -513,10 +544,11 @@ class Trainer:
         batch_size = batch_size or 32
         n = xs[0].shape[0]
         chunks = []
-        for start in range(0, n, batch_size):
-            batch = [a[start:start + batch_size, ...] for a in xs]
-            out, _ = self.forward(batch if self._multi_in else batch[0], training=False)
-            chunks.append(out if self._multi_out else [out])
+        with self.backend.limit_threads(self._blas_threads(batch_size)):
+            for start in range(0, n, batch_size):
+                batch = [a[start:start + batch_size, ...] for a in xs]
+                out, _ = self.forward(batch if self._multi_in else batch[0], training=False)
+                chunks.append(out if self._multi_out else [out])
         xp = self.backend.xp
         outs = [self.backend.to_numpy(xp.concat([c[k] for c in chunks], axis=0))
                 for k in range(len(self.outputs))]
@@ -534,7 +566,8 @@ class Trainer:
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
         self.reset_metrics()
-        self._train_step(xs, ys, sw)
+        with self.backend.limit_threads(self._blas_threads(xs[0].shape[0])):
+            self._train_step(xs, ys, sw)
         return self._format_result(self._read_logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):

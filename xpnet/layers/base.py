@@ -204,6 +204,11 @@ class Layer:
         for name, w in zip(names, new):  # all checked first: nothing half-written
             self.params[name][...] = w
 
+    def macs(self, input_shape):
+        """Multiply-adds per sample of the forward pass, roughly: one per weight (exact for
+        Dense); layers that reuse weights across positions (convolutions) say more."""
+        return self.count_params()
+
     def count_params(self):
         return sum(_size(w.shape) for w in self.params.values())
 
