@@ -13,8 +13,12 @@ from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
 from xpnet import nonfinite
 from xpnet import optimizers
+from xpnet.data_adapter import DataAdapter
+from xpnet.data_adapter import take_batch
+from xpnet.data_adapter import shape_of
 from xpnet.layers.base import ActivatedLayer
 from xpnet.nonfinite import NonFiniteLossError
+from xpnet.packing import FlatParams
 from xpnet.utils import next_seed
 
 __all__ = ["Trainer", "NonFiniteLossError"]
@@ -24,53 +28,7 @@ __all__ = ["Trainer", "NonFiniteLossError"]
 _SMALL_STEP_MACS = 1e7
 
 
-class _FlatParams:
-    """One flat buffer per dtype for the trainable weights and one for their gradients;
-    the layers' ``params``/``grads`` entries become views of them, so the optimizer updates
-    every weight in one kernel call and zeroing the gradients is one fill."""
-
-    def __init__(self, pairs, backend):
-        xp = backend.xp
-        self.groups, self.views = [], []
-        self.layout = []  # (flat buffer, [(layer, name, offset, size, shape)]) for saving
-        by_dtype = {}
-        for layer, name in pairs:
-            by_dtype.setdefault(str(layer.params[name].dtype), []).append((layer, name))
-        for group in by_dtype.values():
-            dtype = group[0][0].params[group[0][1]].dtype
-            total = sum(math.prod(la.params[k].shape) for la, k in group)
-            flat_p = xp.empty((total,), dtype=dtype, device=backend.device)
-            flat_g = xp.zeros((total,), dtype=dtype, device=backend.device)
-            offset = 0
-            entries = []
-            self.layout.append((flat_p, entries))
-            for la, k in group:
-                shape = tuple(la.params[k].shape)
-                n = math.prod(shape)
-                flat_p[offset:offset + n] = xp.reshape(la.params[k], (n,))
-                la.params[k] = xp.reshape(flat_p[offset:offset + n], shape)
-                la.grads[k] = xp.reshape(flat_g[offset:offset + n], shape)
-                self.views.append((la, k, la.params[k], la.grads[k]))
-                entries.append((la, k, offset, n, shape))
-                offset += n
-            self.groups.append((flat_g, flat_p))
-
-    def valid(self):
-        """False once something rebound a weight (another model packed a shared layer)."""
-        return all(la.params[k] is p and la.grads[k] is g for la, k, p, g in self.views)
-
-
-def _as_list(x, n, what):
-    if isinstance(x, (list, tuple)):
-        if len(x) != n:
-            raise ValueError(f"expected {n} {what} array(s), got {len(x)}")
-        return list(x)
-    if n != 1:
-        raise ValueError(f"expected a list of {n} {what} arrays, got one array")
-    return [x]
-
-
-class Trainer:
+class Trainer(DataAdapter):
     """The training half of :class:`xpnet.Model`."""
 
     def __init__(self):
@@ -169,7 +127,7 @@ class Trainer:
         self._frozen = [la for la in self._leaf_layers()
                         if la.grads and all(pl is not la for pl, _ in pairs)]
         self._regularized = [la for la in self._leaf_layers() if la.regularizers]
-        self._flat = _FlatParams(pairs, self.backend) \
+        self._flat = FlatParams(pairs, self.backend) \
             if pairs and self.backend.supports_views else None
         self.optimizer.name_variables([(la.params[k], k) for la, k in pairs])
 
@@ -314,68 +272,6 @@ class Trainer:
         self._update_metrics(ys, outs, sample_weight, True)
         return loss
 
-    # -- data ----------------------------------------------------------------------------
-    def _adapt_x(self, x, what):
-        if x is None:
-            raise ValueError(f"{self.name}: {what} needs input data x")
-        if isinstance(x, dict):
-            self._require_graph(what)
-            missing = [t.name for t in self.inputs if t.name not in x]
-            if missing:
-                raise ValueError(f"{self.name}: input data lacks {missing}")
-            x = [x[t.name] for t in self.inputs]
-        if self._graph is None:
-            first = x[0] if isinstance(x, (list, tuple)) else x
-            self._ensure_graph((None,) + tuple(_shape(first)[1:]))
-        xs = _as_list(x, len(self.inputs), "input")
-        backend = self.backend
-        out = []
-        for t, a in zip(self.inputs, xs):
-            shape = _shape(a)
-            if len(shape) != len(t.shape) or any(e is not None and e != g for e, g in
-                                                 zip(t.shape[1:], shape[1:])):
-                raise ValueError(f"{self.name}: input {t.name!r} expects shape "
-                                 f"{t.shape}, got data of shape {shape}")
-            out.append(backend.asarray(a, dtype=getattr(backend.xp, t.dtype)))
-        n = out[0].shape[0]
-        if any(a.shape[0] != n for a in out):
-            raise ValueError(f"{self.name}: inputs have different numbers of samples: "
-                             f"{[a.shape[0] for a in out]}")
-        if n == 0:
-            raise ValueError(f"{self.name}: {what} got empty input data (0 samples)")
-        return out
-
-    def _adapt_y(self, y, n, what):
-        self._sync_compile()
-        if y is None:
-            raise ValueError(f"{self.name}: {what} needs targets y")
-        if isinstance(y, dict):
-            y = [y[self._output_name(k)] for k in range(len(self.outputs))]
-        ys = _as_list(y, len(self.outputs), "target")
-        backend, out = self.backend, []
-        for loss, t, a in zip(self._losses, self.outputs, ys):
-            if not hasattr(a, "shape"):
-                a = backend.asarray(a)
-            if a.shape[0] != n:
-                raise ValueError(f"{self.name}: {n} input samples but {a.shape[0]} targets")
-            loss.validate(a, t.shape)
-            a, xp = backend.asarray(a), backend.xp
-            if loss.sparse_labels:
-                if a.ndim == len(t.shape) and a.shape[-1] == 1:
-                    a = xp.reshape(a, tuple(a.shape[:-1]))
-                out.append(xp.astype(a, xp.int64))
-            else:
-                out.append(xp.astype(a, getattr(xp, t.dtype)))
-        return out
-
-    def _adapt_weights(self, sample_weight, n):
-        if sample_weight is None:
-            return None
-        w = self.backend.asarray(sample_weight, dtype=getattr(self.backend.xp, self.dtype))
-        if w.shape[0] != n:
-            raise ValueError(f"{self.name}: {n} samples but {w.shape[0]} sample weights")
-        return w
-
     # -- fit -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -449,7 +345,7 @@ class Trainer:
                                                  device=self.backend.device)
             bad = None
             for step in range(steps):
-                bx, by, bw = _batch(xp, xs, ys, sw, perm, step * batch_size, batch_size)
+                bx, by, bw = take_batch(xp, xs, ys, sw, perm, step * batch_size, batch_size)
                 cb.on_train_batch_begin(step)
                 loss = self._train_step(bx, by, bw, guard)
                 if loss is None:
@@ -467,7 +363,7 @@ class Trainer:
             if bad is None and record is not None:
                 bad = nonfinite.first_bad(xp, record[:step + 1])
             if bad is not None:
-                data = _batch(xp, xs, ys, sw, perm, bad * batch_size, batch_size)
+                data = take_batch(xp, xs, ys, sw, perm, bad * batch_size, batch_size)
                 return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard, data)
             logs = self._read_logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
@@ -478,16 +374,6 @@ class Trainer:
                 break
         cb.on_train_end(self._read_logs())
         return self.history
-
-    def _class_weights(self, class_weight, y, sw):
-        xp = self.backend.xp
-        labels = y if y.ndim == 1 else xp.argmax(y, axis=-1) if y.shape[-1] > 1 else \
-            xp.astype(xp.reshape(y, (-1,)) > 0.5, xp.int64)
-        n_classes = max(int(xp.max(labels)) + 1, max(class_weight) + 1)
-        table = [float(class_weight.get(c, 1.0)) for c in range(n_classes)]
-        table = xp.asarray(table, dtype=getattr(xp, self.dtype), device=self.backend.device)
-        w = xp.take(table, xp.astype(labels, xp.int64), axis=0)
-        return w if sw is None else w * sw
 
     def _blas_threads(self, batch_size):
         """BLAS threads for steps of ``batch_size`` samples: one for small steps, else the
@@ -581,23 +467,5 @@ class Trainer:
 
     def predict_on_batch(self, x):
         """Outputs for one batch, as NumPy."""
-        return self.predict(x, batch_size=_shape(x if not isinstance(x, (list, tuple))
+        return self.predict(x, batch_size=shape_of(x if not isinstance(x, (list, tuple))
                                                  else x[0])[0] or 1)
-
-
-def _batch(xp, xs, ys, sw, perm, start, batch_size):
-    """The batch starting at ``start``: a slice, or a gather by the shuffled indices."""
-    if perm is None:
-        index = slice(start, start + batch_size)
-        return ([a[index, ...] for a in xs], [a[index, ...] for a in ys],
-                None if sw is None else sw[index])
-    idx = perm[start:start + batch_size]
-    return ([xp.take(a, idx, axis=0) for a in xs], [xp.take(a, idx, axis=0) for a in ys],
-            None if sw is None else xp.take(sw, idx, axis=0))
-
-
-def _shape(a):
-    shape = getattr(a, "shape", None)
-    if shape is None:
-        raise TypeError(f"expected an array, got {type(a).__name__}")
-    return tuple(shape)
