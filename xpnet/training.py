@@ -14,8 +14,8 @@ from xpnet import metrics as metrics_module
 from xpnet import nonfinite
 from xpnet import optimizers
 from xpnet.data_adapter import DataAdapter
-from xpnet.data_adapter import take_batch
 from xpnet.data_adapter import shape_of
+from xpnet.data_adapter import take_batch
 from xpnet.layers.base import ActivatedLayer
 from xpnet.nonfinite import NonFiniteLossError
 from xpnet.packing import FlatParams
