@@ -1,0 +1,492 @@
+"""Convolution layers: Conv1D/2D/3D, their transposes, depthwise and separable convolutions.
+
+All of them run on one engine (:mod:`xpnet.kernels.conv`): im2col from strided slices of
+the padded input and one matrix product, its backward adding back into the padded
+gradient through the same slices. Weights have Keras 3's names, shapes and order: a
+convolution's kernel is ``(*kernel_size, in_channels / groups, filters)``, a transposed
+convolution's ``(*kernel_size, filters, in_channels)``.
+"""
+
+from xpnet import initializers
+from xpnet import regularizers
+from xpnet.backend import namespace
+from xpnet.kernels import conv as kconv
+from xpnet.layers.base import ActivatedLayer
+from xpnet.layers.conv_utils import channels
+from xpnet.layers.conv_utils import normalize_data_format
+from xpnet.layers.conv_utils import normalize_padding
+from xpnet.layers.conv_utils import normalize_tuple
+from xpnet.layers.conv_utils import spatial
+from xpnet.layers.conv_utils import to_first
+from xpnet.layers.conv_utils import to_last
+from xpnet.layers.conv_utils import with_spatial
+
+__all__ = ["Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+           "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+           "SeparableConv2D"]
+
+
+class _BaseConv(ActivatedLayer):
+    """What every convolution shares: the window arguments, the data format, the bias, the
+    input checks and a cache of windows per input size."""
+
+    rank = 2
+
+    def __init__(self, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, activation=None, use_bias=True, bias_initializer="zeros",
+                 bias_regularizer=None, **kwargs):
+        super().__init__(activation=activation, **kwargs)
+        r = self.rank
+        self.kernel_size = normalize_tuple(kernel_size, r, "kernel_size", self.name)
+        self.strides = normalize_tuple(strides, r, "strides", self.name)
+        self.dilation_rate = normalize_tuple(dilation_rate, r, "dilation_rate", self.name)
+        self.padding = normalize_padding(padding, self.name, self._allow_causal())
+        self.data_format = normalize_data_format(data_format, self.name)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"{self.name}: `strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1` (as Keras); received strides="
+                             f"{self.strides} and dilation_rate={self.dilation_rate}")
+        self.use_bias = use_bias
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._windows = {}
+
+    def _allow_causal(self):
+        return False
+
+    @staticmethod
+    def _positive(value, what, owner):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{owner}: {what} must be a positive int; received "
+                             f"{what}={value!r}")
+        return value
+
+    # -- shapes --------------------------------------------------------------------------
+    def _in_channels(self):
+        """Input channels the built weights expect."""
+        raise NotImplementedError
+
+    def _out_channels(self, in_channels):
+        raise NotImplementedError
+
+    def _out_sizes(self, sizes):
+        return tuple(kconv.output_length(n, k, s, d, self.padding) for n, k, s, d in
+                     zip(sizes, self.kernel_size, self.strides, self.dilation_rate))
+
+    def check_input_shape(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) != self.rank + 2:
+            raise ValueError(f"{self.name}: expects inputs of rank {self.rank + 2} (batch, "
+                             f"{'spatial, ' * self.rank}channels in {self.data_format} order)"
+                             f", got shape {input_shape}")
+        c = channels(input_shape, self.data_format)
+        if c is None:
+            raise ValueError(f"{self.name}: the channel axis must be known, got shape "
+                             f"{input_shape}")
+        self._check_channels(c, input_shape)
+        if self.built and c != self._in_channels():
+            raise ValueError(f"{self.name}: expected {self._in_channels()} input channels, got "
+                             f"input shape {input_shape}")
+        out = self._out_sizes(spatial(input_shape, self.data_format))
+        if any(o is not None and o <= 0 for o in out):
+            raise ValueError(f"{self.name}: input shape {input_shape} is too small for "
+                             f"kernel_size={self.kernel_size}, dilation_rate="
+                             f"{self.dilation_rate} with padding={self.padding!r}")
+
+    def _check_channels(self, c, input_shape):
+        pass
+
+    def compute_output_shape(self, input_shape):
+        c = self._out_channels(channels(input_shape, self.data_format))
+        out = self._out_sizes(spatial(input_shape, self.data_format))
+        return with_spatial(input_shape[0], out, c, self.data_format)
+
+    def _window(self, sizes):
+        win = self._windows.get(sizes)
+        if win is None:
+            win = self._windows[sizes] = kconv.window(sizes, self.kernel_size, self.strides,
+                                                      self.dilation_rate, self.padding)
+        return win
+
+    # -- bias ----------------------------------------------------------------------------
+    def _add_bias(self, n):
+        if self.use_bias:
+            self.add_weight("bias", (n,), self.bias_initializer,
+                            regularizer=self.bias_regularizer)
+
+    def _bias_forward(self, z):
+        if self.use_bias:
+            z += self.params["bias"]  # z is the engine's fresh output: ours to update
+        return z
+
+    def _bias_backward(self, dz):
+        if self.use_bias:
+            self.grads["bias"] += kconv.bias_grad(dz)
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "data_format": self.data_format, "dilation_rate": self.dilation_rate,
+                "use_bias": self.use_bias,
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+
+class _Conv(_BaseConv):
+    """N-D convolution (cross-correlation, as every framework computes it),
+    ``y = activation(conv(x, kernel) + bias)``.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels.
+    kernel_size : int or tuple of int
+    strides : int or tuple of int, default=1
+    padding : {"valid", "same"} ("causal" too for Conv1D), default="valid"
+        "same" pads so that the output has ``ceil(size / stride)`` pixels; the odd extra
+        pixel of padding goes at the end, as Keras.
+    data_format : {"channels_last", "channels_first"}, default="channels_last"
+    dilation_rate : int or tuple of int, default=1
+    groups : int, default=1
+        Input channels and filters split into ``groups`` independent convolutions.
+    activation : str, default=None
+        A fused activation, differentiated from its saved output as in Dense.
+    use_bias : bool, default=True
+    kernel_initializer, bias_initializer : default="glorot_uniform", "zeros"
+    kernel_regularizer, bias_regularizer : default=None
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, bias_initializer, bias_regularizer, **kwargs)
+        self.filters = self._positive(filters, "filters", self.name)
+        self.groups = self._positive(groups, "groups", self.name)
+        if filters % groups:
+            raise ValueError(f"{self.name}: the number of filters must be divisible by the "
+                             f"number of groups; received groups={groups}, filters={filters}")
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+
+    def _allow_causal(self):
+        return self.rank == 1
+
+    def _check_channels(self, c, input_shape):
+        if c % self.groups:
+            raise ValueError(f"{self.name}: input channels must be divisible by groups="
+                             f"{self.groups}; got input shape {input_shape}")
+
+    def _in_channels(self):
+        return self.params["kernel"].shape[-2] * self.groups
+
+    def _out_channels(self, in_channels):
+        return self.filters
+
+    def build(self, input_shape):
+        c = channels(input_shape, self.data_format)
+        self.add_weight("kernel", self.kernel_size + (c // self.groups, self.filters),
+                        self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self._add_bias(self.filters)
+
+    def forward_z(self, x, training=False):
+        x = to_last(x, self.data_format)
+        win = self._window(tuple(x.shape[1:-1]))
+        z, cols = kconv.conv_forward(x, self.params["kernel"], win, self.groups)
+        return to_first(self._bias_forward(z), self.data_format), (cols, win)
+
+    def backward_z(self, ctx, dz, need_dx=True):
+        cols, win = ctx
+        dz = to_last(dz, self.data_format)
+        dk, dx = kconv.conv_backward(dz, cols, self.params["kernel"], win, self.groups,
+                                     need_dx)
+        self.grads["kernel"] += dk
+        self._bias_backward(dz)
+        return to_first(dx, self.data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "groups": self.groups,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+
+
+class Conv1D(_Conv):
+    __doc__ = _Conv.__doc__.replace("N-D convolution", "1-D convolution", 1)
+    rank = 1
+
+
+class Conv2D(_Conv):
+    __doc__ = _Conv.__doc__.replace("N-D convolution", "2-D convolution", 1)
+    rank = 2
+
+
+class Conv3D(_Conv):
+    __doc__ = _Conv.__doc__.replace("N-D convolution", "3-D convolution", 1)
+    rank = 3
+
+
+class _ConvTranspose(_BaseConv):
+    """N-D transposed convolution: the input gradient of a convolution, used to upsample.
+
+    The output has ``size * stride`` pixels with "same" padding and
+    ``(size - 1) * stride + max(kernel, stride)`` with "valid", unless ``output_padding``
+    says otherwise (as Keras). The kernel is ``(*kernel_size, filters, in_channels)``.
+
+    Parameters
+    ----------
+    filters, kernel_size, strides, padding, data_format, dilation_rate, activation,
+    use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer :
+        as for Conv2D.
+    output_padding : int or tuple of int, default=None
+        Extra pixels at the end of each axis; must be smaller than the stride.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, bias_initializer, bias_regularizer, **kwargs)
+        self.filters = self._positive(filters, "filters", self.name)
+        self.output_padding = None if output_padding is None else normalize_tuple(
+            output_padding, self.rank, "output_padding", self.name, minimum=0)
+        if self.output_padding is not None and any(
+                p >= s for p, s in zip(self.output_padding, self.strides)):
+            raise ValueError(f"{self.name}: strides {self.strides} must be greater than "
+                             f"output padding {self.output_padding}")
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+
+    def _in_channels(self):
+        return self.params["kernel"].shape[-1]
+
+    def _out_channels(self, in_channels):
+        return self.filters
+
+    def _out_sizes(self, sizes):
+        ops = self.output_padding or (None,) * self.rank
+        return tuple(kconv.transpose_output_length(n, k, s, d, self.padding, p)
+                     for n, k, s, d, p in zip(sizes, self.kernel_size, self.strides,
+                                              self.dilation_rate, ops))
+
+    def _window(self, sizes):
+        win = self._windows.get(sizes)
+        if win is None:
+            win = self._windows[sizes] = kconv.transpose_window(
+                sizes, self.kernel_size, self.strides, self.dilation_rate, self.padding,
+                self.output_padding)
+        return win
+
+    def build(self, input_shape):
+        c = channels(input_shape, self.data_format)
+        self.add_weight("kernel", self.kernel_size + (self.filters, c),
+                        self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self._add_bias(self.filters)
+
+    def forward_z(self, x, training=False):
+        x = to_last(x, self.data_format)
+        win = self._window(tuple(x.shape[1:-1]))
+        z = kconv.conv_transpose_forward(x, self.params["kernel"], win)
+        return to_first(self._bias_forward(z), self.data_format), (x, win)
+
+    def backward_z(self, ctx, dz, need_dx=True):
+        x, win = ctx
+        dz = to_last(dz, self.data_format)
+        dk, dx = kconv.conv_transpose_backward(dz, x, self.params["kernel"], win, need_dx)
+        self.grads["kernel"] += dk
+        self._bias_backward(dz)
+        return to_first(dx, self.data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "output_padding": self.output_padding,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+
+
+class Conv1DTranspose(_ConvTranspose):
+    __doc__ = _ConvTranspose.__doc__.replace("N-D", "1-D", 1)
+    rank = 1
+
+
+class Conv2DTranspose(_ConvTranspose):
+    __doc__ = _ConvTranspose.__doc__.replace("N-D", "2-D", 1)
+    rank = 2
+
+
+class Conv3DTranspose(_ConvTranspose):
+    __doc__ = _ConvTranspose.__doc__.replace("N-D", "3-D", 1)
+    rank = 3
+
+
+class _DepthwiseConv(_BaseConv):
+    """Depthwise convolution: each input channel convolved with its own
+    ``depth_multiplier`` filters (a grouped convolution with one group per channel).
+
+    The kernel is ``(*kernel_size, in_channels, depth_multiplier)``, the bias
+    ``(in_channels * depth_multiplier,)``; output channel ``c * depth_multiplier + j`` comes
+    from input channel ``c``.
+
+    Parameters
+    ----------
+    kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias :
+        as for Conv2D.
+    depth_multiplier : int, default=1
+    depthwise_initializer, bias_initializer : default="glorot_uniform", "zeros"
+    depthwise_regularizer, bias_regularizer : default=None
+    """
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, bias_initializer, bias_regularizer, **kwargs)
+        self.depth_multiplier = self._positive(depth_multiplier, "depth_multiplier",
+                                               self.name)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+
+    def _in_channels(self):
+        return self.params["kernel"].shape[-2]
+
+    def _out_channels(self, in_channels):
+        return None if in_channels is None else in_channels * self.depth_multiplier
+
+    def build(self, input_shape):
+        c = channels(input_shape, self.data_format)
+        self.add_weight("kernel", self.kernel_size + (c, self.depth_multiplier),
+                        self.depthwise_initializer, regularizer=self.depthwise_regularizer)
+        self._add_bias(c * self.depth_multiplier)
+
+    def forward_z(self, x, training=False):
+        x = to_last(x, self.data_format)
+        win = self._window(tuple(x.shape[1:-1]))
+        z, cols = _depthwise_forward(x, self.params["kernel"], win)
+        return to_first(self._bias_forward(z), self.data_format), (cols, win)
+
+    def backward_z(self, ctx, dz, need_dx=True):
+        cols, win = ctx
+        dz = to_last(dz, self.data_format)
+        dk, dx = _depthwise_backward(dz, cols, self.params["kernel"], win, need_dx)
+        self.grads["kernel"] += dk
+        self._bias_backward(dz)
+        return to_first(dx, self.data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "depth_multiplier": self.depth_multiplier,
+                "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
+                "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer)}
+
+
+def _grouped_kernel(kernel):
+    """A depthwise kernel (*k, C, m) as the grouped kernel (*k, 1, C*m), groups=C."""
+    xp = namespace(kernel)
+    shape = tuple(kernel.shape)
+    return xp.reshape(kernel, shape[:-2] + (1, shape[-2] * shape[-1]))
+
+
+def _depthwise_forward(x, kernel, win):
+    return kconv.conv_forward(x, _grouped_kernel(kernel), win, kernel.shape[-2])
+
+
+def _depthwise_backward(dz, cols, kernel, win, need_dx):
+    xp = namespace(kernel)
+    dk, dx = kconv.conv_backward(dz, cols, _grouped_kernel(kernel), win, kernel.shape[-2],
+                                 need_dx)
+    return xp.reshape(dk, tuple(kernel.shape)), dx
+
+
+class DepthwiseConv1D(_DepthwiseConv):
+    __doc__ = "1-D d" + _DepthwiseConv.__doc__[1:]
+    rank = 1
+
+
+class DepthwiseConv2D(_DepthwiseConv):
+    __doc__ = "2-D d" + _DepthwiseConv.__doc__[1:]
+    rank = 2
+
+
+class _SeparableConv(_BaseConv):
+    """Separable convolution: a depthwise convolution, then a 1x1 (pointwise) convolution
+    to ``filters`` channels, then the bias and the activation.
+
+    Weights, as Keras: ``depthwise_kernel`` (*kernel_size, in, depth_multiplier),
+    ``pointwise_kernel`` (1, ..., in * depth_multiplier, filters), ``bias`` (filters,).
+
+    Parameters
+    ----------
+    filters, kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier,
+    activation, use_bias :
+        as for Conv2D and DepthwiseConv2D.
+    depthwise_initializer, pointwise_initializer, bias_initializer :
+        default="glorot_uniform", "glorot_uniform", "zeros"
+    depthwise_regularizer, pointwise_regularizer, bias_regularizer : default=None
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, bias_initializer, bias_regularizer, **kwargs)
+        self.filters = self._positive(filters, "filters", self.name)
+        self.depth_multiplier = self._positive(depth_multiplier, "depth_multiplier",
+                                               self.name)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+
+    def _in_channels(self):
+        return self.params["depthwise_kernel"].shape[-2]
+
+    def _out_channels(self, in_channels):
+        return self.filters
+
+    def build(self, input_shape):
+        c = channels(input_shape, self.data_format)
+        m = self.depth_multiplier
+        self.add_weight("depthwise_kernel", self.kernel_size + (c, m),
+                        self.depthwise_initializer, regularizer=self.depthwise_regularizer)
+        self.add_weight("pointwise_kernel", (1,) * self.rank + (c * m, self.filters),
+                        self.pointwise_initializer, regularizer=self.pointwise_regularizer)
+        self._add_bias(self.filters)
+
+    def forward_z(self, x, training=False):
+        x = to_last(x, self.data_format)
+        win = self._window(tuple(x.shape[1:-1]))
+        h, cols = _depthwise_forward(x, self.params["depthwise_kernel"], win)
+        point = kconv.window(win.out_sizes, (1,) * self.rank, (1,) * self.rank,
+                             (1,) * self.rank, "valid")
+        z, hcols = kconv.conv_forward(h, self.params["pointwise_kernel"], point)
+        return to_first(self._bias_forward(z), self.data_format), (cols, hcols, win, point)
+
+    def backward_z(self, ctx, dz, need_dx=True):
+        cols, hcols, win, point = ctx
+        dz = to_last(dz, self.data_format)
+        dpk, dh = kconv.conv_backward(dz, hcols, self.params["pointwise_kernel"], point)
+        ddk, dx = _depthwise_backward(dh, cols, self.params["depthwise_kernel"], win, need_dx)
+        self.grads["pointwise_kernel"] += dpk
+        self.grads["depthwise_kernel"] += ddk
+        self._bias_backward(dz)
+        return to_first(dx, self.data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "depth_multiplier": self.depth_multiplier,
+                "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
+                "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
+                "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
+                "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer)}
+
+
+class SeparableConv1D(_SeparableConv):
+    __doc__ = "1-D s" + _SeparableConv.__doc__[1:]
+    rank = 1
+
+
+class SeparableConv2D(_SeparableConv):
+    __doc__ = "2-D s" + _SeparableConv.__doc__[1:]
+    rank = 2
