@@ -29,3 +29,7 @@ __all__ = [
     "datasets", "get_backend", "initializers", "layers", "losses", "metrics", "optimizers",
     "regularizers", "set_backend", "utils",
 ]
+
+from xpnet import applications  # noqa: E402  (convolutional architectures, issue 5)
+
+__all__ += ["applications"]

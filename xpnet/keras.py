@@ -24,3 +24,7 @@ from xpnet.models import Sequential
 __all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets",
            "initializers", "layers", "losses", "metrics", "models", "optimizers",
            "regularizers", "utils"]
+
+from xpnet import applications  # noqa: E402  (keras.applications, issue 5)
+
+__all__ += ["applications"]
