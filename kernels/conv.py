@@ -9,6 +9,9 @@ Layers call these functions, never the engine or the kernels directly.
 import importlib
 
 from array_api_compat import is_numpy_namespace
+from xpnet.kernels import SAVES
+from xpnet.kernels import activation
+from xpnet.kernels import activation_grad
 from xpnet.kernels import enabled
 from xpnet.kernels import reference_conv as ref
 from xpnet.kernels.reference_conv import Window
@@ -38,6 +41,8 @@ __all__ = [
     "avg_pool",
     "avg_pool_grad",
     "bias_grad",
+    "bias_activation",
+    "activation_bias_grad",
 ]
 
 # im2col/col2im: with one input channel the njit copy loop runs one element per window
@@ -193,3 +198,43 @@ def bias_grad(dz):
         dz2 = xp.reshape(dz, (-1, dz.shape[-1]))
         return xp.ones(dz2.shape[0], dtype=dz.dtype) @ dz2
     return xp.sum(dz, axis=tuple(range(dz.ndim - 1)))
+
+
+def _fusable(xp, kind, a):
+    return (kind in (None, "relu") and enabled() and is_numpy_namespace(xp) and
+            a.dtype.kind == "f" and a.flags.c_contiguous)
+
+
+def bias_activation(z, bias, kind, alpha=None):
+    """``(y, saved)``: ``y = f(z + bias)`` computed in place on ``z`` (an array the caller
+    owns: a convolution's fresh output), and what :func:`activation_bias_grad` needs
+    (``y``, or ``z + bias`` for the activations that differentiate from their input).
+
+    On NumPy, ReLU and the bias are one pass (``_cpu_conv.bias_relu``) instead of two.
+    """
+    xp = namespace(z)
+    if kind == "relu" and _fusable(xp, kind, z):
+        b = bias if bias is not None else xp.zeros(z.shape[-1], dtype=z.dtype)
+        _cpu().bias_relu(z.reshape(-1, z.shape[-1]), b)
+        return z, z
+    if bias is not None:
+        z += bias
+    if kind is None:
+        return z, None
+    y = activation(kind, z, alpha)
+    return y, (z if SAVES[kind] == "z" else y)
+
+
+def activation_bias_grad(kind, dy, saved, alpha=None, with_bias=True):
+    """``(dz, dbias)`` for :func:`bias_activation`: ``dz = dy * f'`` and, ``with_bias``, its
+    sum over every axis but the last (else None). On NumPy, ReLU's gradient and the bias
+    sum are one pass."""
+    xp = namespace(dy)
+    if kind == "relu" and with_bias and _fusable(xp, kind, dy) and _fusable(xp, kind, saved):
+        f = dy.shape[-1]
+        dz = xp.empty_like(dy)
+        db = xp.zeros(f, dtype=dy.dtype)
+        _cpu().relu_grad_bias(dy.reshape(-1, f), saved.reshape(-1, f), dz.reshape(-1, f), db)
+        return dz, db
+    dz = dy if kind is None else activation_grad(kind, dy, saved, alpha)
+    return dz, (bias_grad(dz) if with_bias else None)

@@ -107,20 +107,51 @@ class _BaseConv(ActivatedLayer):
                                                       self.dilation_rate, self.padding)
         return win
 
-    # -- bias ----------------------------------------------------------------------------
+    # -- computation: subclasses give the linear part, this adds bias and activation -------
+    def _linear(self, x):
+        """``(z, inner)``: the channels-last pre-bias output for channels-last ``x``, and
+        what :meth:`_linear_backward` needs."""
+        raise NotImplementedError
+
+    def _linear_backward(self, inner, dz, need_dx):
+        """Add the kernel gradients for channels-last ``dz``; return channels-last ``dx``
+        (None without ``need_dx``)."""
+        raise NotImplementedError
+
     def _add_bias(self, n):
         if self.use_bias:
             self.add_weight("bias", (n,), self.bias_initializer,
                             regularizer=self.bias_regularizer)
 
-    def _bias_forward(self, z):
-        if self.use_bias:
-            z += self.params["bias"]  # z is the engine's fresh output: ours to update
-        return z
+    def _bias(self):
+        return self.params["bias"] if self.use_bias else None
 
-    def _bias_backward(self, dz):
-        if self.use_bias:
-            self.grads["bias"] += kconv.bias_grad(dz)
+    def forward(self, x, training=False):
+        # The bias and the activation are one fused pass over the engine's fresh output.
+        z, inner = self._linear(to_last(x, self.data_format))
+        y, saved = kconv.bias_activation(z, self._bias(), self.activation, self.alpha)
+        return to_first(y, self.data_format), (inner, saved)
+
+    def forward_z(self, x, training=False):
+        z, inner = self._linear(to_last(x, self.data_format))
+        z, _ = kconv.bias_activation(z, self._bias(), None)
+        return to_first(z, self.data_format), inner
+
+    def _backward(self, inner, dy, kind, saved, need_dx):
+        dz, db = kconv.activation_bias_grad(kind, to_last(dy, self.data_format), saved,
+                                            self.alpha, self.use_bias)
+        if db is not None:
+            self.grads["bias"] += db
+        return to_first(self._linear_backward(inner, dz, need_dx), self.data_format)
+
+    def backward(self, ctx, dy):
+        return self._backward(ctx[0], dy, self.activation, ctx[1], True)
+
+    def backward_params(self, ctx, dy):
+        self._backward(ctx[0], dy, self.activation, ctx[1], False)
+
+    def backward_z(self, ctx, dz, need_dx=True):
+        return self._backward(ctx, dz, None, None, need_dx)
 
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size,
@@ -189,20 +220,17 @@ class _Conv(_BaseConv):
                         self.kernel_initializer, regularizer=self.kernel_regularizer)
         self._add_bias(self.filters)
 
-    def forward_z(self, x, training=False):
-        x = to_last(x, self.data_format)
+    def _linear(self, x):
         win = self._window(tuple(x.shape[1:-1]))
         z, cols = kconv.conv_forward(x, self.params["kernel"], win, self.groups)
-        return to_first(self._bias_forward(z), self.data_format), (cols, win)
+        return z, (cols, win)
 
-    def backward_z(self, ctx, dz, need_dx=True):
-        cols, win = ctx
-        dz = to_last(dz, self.data_format)
+    def _linear_backward(self, inner, dz, need_dx):
+        cols, win = inner
         dk, dx = kconv.conv_backward(dz, cols, self.params["kernel"], win, self.groups,
                                      need_dx)
         self.grads["kernel"] += dk
-        self._bias_backward(dz)
-        return to_first(dx, self.data_format)
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "groups": self.groups,
@@ -283,19 +311,15 @@ class _ConvTranspose(_BaseConv):
                         self.kernel_initializer, regularizer=self.kernel_regularizer)
         self._add_bias(self.filters)
 
-    def forward_z(self, x, training=False):
-        x = to_last(x, self.data_format)
+    def _linear(self, x):
         win = self._window(tuple(x.shape[1:-1]))
-        z = kconv.conv_transpose_forward(x, self.params["kernel"], win)
-        return to_first(self._bias_forward(z), self.data_format), (x, win)
+        return kconv.conv_transpose_forward(x, self.params["kernel"], win), (x, win)
 
-    def backward_z(self, ctx, dz, need_dx=True):
-        x, win = ctx
-        dz = to_last(dz, self.data_format)
+    def _linear_backward(self, inner, dz, need_dx):
+        x, win = inner
         dk, dx = kconv.conv_transpose_backward(dz, x, self.params["kernel"], win, need_dx)
         self.grads["kernel"] += dk
-        self._bias_backward(dz)
-        return to_first(dx, self.data_format)
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
@@ -359,19 +383,16 @@ class _DepthwiseConv(_BaseConv):
                         self.depthwise_initializer, regularizer=self.depthwise_regularizer)
         self._add_bias(c * self.depth_multiplier)
 
-    def forward_z(self, x, training=False):
-        x = to_last(x, self.data_format)
+    def _linear(self, x):
         win = self._window(tuple(x.shape[1:-1]))
         z, cols = _depthwise_forward(x, self.params["kernel"], win)
-        return to_first(self._bias_forward(z), self.data_format), (cols, win)
+        return z, (cols, win)
 
-    def backward_z(self, ctx, dz, need_dx=True):
-        cols, win = ctx
-        dz = to_last(dz, self.data_format)
+    def _linear_backward(self, inner, dz, need_dx):
+        cols, win = inner
         dk, dx = _depthwise_backward(dz, cols, self.params["kernel"], win, need_dx)
         self.grads["kernel"] += dk
-        self._bias_backward(dz)
-        return to_first(dx, self.data_format)
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "depth_multiplier": self.depth_multiplier,
@@ -454,24 +475,21 @@ class _SeparableConv(_BaseConv):
                         self.pointwise_initializer, regularizer=self.pointwise_regularizer)
         self._add_bias(self.filters)
 
-    def forward_z(self, x, training=False):
-        x = to_last(x, self.data_format)
+    def _linear(self, x):
         win = self._window(tuple(x.shape[1:-1]))
         h, cols = _depthwise_forward(x, self.params["depthwise_kernel"], win)
         point = kconv.window(win.out_sizes, (1,) * self.rank, (1,) * self.rank,
                              (1,) * self.rank, "valid")
         z, hcols = kconv.conv_forward(h, self.params["pointwise_kernel"], point)
-        return to_first(self._bias_forward(z), self.data_format), (cols, hcols, win, point)
+        return z, (cols, hcols, win, point)
 
-    def backward_z(self, ctx, dz, need_dx=True):
-        cols, hcols, win, point = ctx
-        dz = to_last(dz, self.data_format)
+    def _linear_backward(self, inner, dz, need_dx):
+        cols, hcols, win, point = inner
         dpk, dh = kconv.conv_backward(dz, hcols, self.params["pointwise_kernel"], point)
         ddk, dx = _depthwise_backward(dh, cols, self.params["depthwise_kernel"], win, need_dx)
         self.grads["pointwise_kernel"] += dpk
         self.grads["depthwise_kernel"] += ddk
-        self._bias_backward(dz)
-        return to_first(dx, self.data_format)
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
