@@ -8,16 +8,21 @@ timed alternately for xpnet (channels-last, Keras's layout) and ``torch.nn.funct
 
 ``epoch``: the MNIST-split CNN Conv2D(32,3,relu) > MaxPool2 > Conv2D(64,3,relu) > MaxPool2 >
 Flatten > Dense(128,relu) > Dense(10) with Adam at batch 64 on the first 8,000 test images.
-Each round trains a fresh model of each library for ``--epochs`` epochs and keeps the median
-of epochs 2..N; rounds alternate the libraries so both see the same machine load. Reports
-medians and spreads over the rounds, the ratio xpnet/PyTorch, and the test accuracies.
+Each round trains a fresh model of each configuration, each in its own process (so each gets
+its own environment), for ``--epochs`` epochs and keeps the median of epochs 2..N; rounds
+alternate the configurations so all see the same machine load. Reports medians and spreads
+over the rounds, the per-round ratios to PyTorch, and the test accuracies. Configurations:
+``xpnet`` (defaults), ``xpnet_tuned`` (idle BLAS/OpenMP threads sleep, parallel conv passes:
+see CONFIGS) and ``torch``.
 
 PyTorch runs on ``--threads`` threads (2); NumPy's BLAS keeps its default (all cores) unless
-``--blas-threads`` is given.
+``--blas-threads`` is given (layers part only).
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -156,35 +161,69 @@ def run_torch(data, epochs, batch, seed):
     return times, float((pred == yt).mean())
 
 
-def bench_epoch(rounds, epochs, batch, have_torch):
+CONFIGS = {
+    # name: (library, extra environment)
+    "xpnet": ("xpnet", {}),
+    # Both thread pools sleep when idle, and the large memory-bound passes run on both cores
+    # (xpnet.kernels.conv.parallel); the variables must be set before NumPy is imported.
+    "xpnet_tuned": ("xpnet", {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive",
+                              "XPNET_PARALLEL_KERNELS": "1"}),
+    "torch": ("torch", {}),
+}
+
+
+def _worker(lib, epochs, batch, seed, threads):
+    """Train once in this process and print the epoch times and accuracy as JSON."""
     data = mnist_split(flat=False)
-    if data is None:
+    if lib == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        times, acc = run_torch(data, epochs, batch, seed)
+    else:
+        times, acc = run_xpnet(data, epochs, batch, seed)
+    print(json.dumps({"times": times, "accuracy": acc}))
+
+
+def _run_config(name, epochs, batch, seed, threads):
+    lib, env = CONFIGS[name]
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", lib,
+                          "--epochs", str(epochs), "--batch-size", str(batch),
+                          "--seed", str(seed), "--threads", str(threads)],
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["times"], result["accuracy"]
+
+
+def bench_epoch(rounds, epochs, batch, names, threads):
+    if mnist_split(flat=False) is None:
         print("  MNIST test set not found; set XPNET_MNIST to its directory")
         return None
-    runners = {"xpnet": run_xpnet}
-    if have_torch:
-        runners["torch"] = run_torch
-    medians, accs, firsts = ({k: [] for k in runners} for _ in range(3))
+    medians, accs, firsts = ({k: [] for k in names} for _ in range(3))
     for r in range(rounds):
-        for name, run in runners.items():
-            times, acc = run(data, epochs, batch, r)
+        for name in names:
+            times, acc = _run_config(name, epochs, batch, r, threads)
             medians[name].append(float(np.median(times[1:] or times)))
             firsts[name].append(times[0])
             accs[name].append(acc)
-            print(f"  round {r} {name:6s} epochs {', '.join(f'{t:.2f}' for t in times)} s, "
+            print(f"  round {r} {name:12s} epochs {', '.join(f'{t:.2f}' for t in times)} s, "
                   f"test accuracy {acc:.4f}", flush=True)
     results = {}
-    for name in runners:
+    for name in names:
         s = summarize(medians[name])
         results[name] = {"epoch_s": s, "first_epoch_s": summarize(firsts[name]),
                          "accuracy": summarize(accs[name]),
-                         "ms_per_step": s["median"] / (8000 / batch) * 1e3}
-        print(f"  {name:6s} {fmt(s)} s/epoch ({results[name]['ms_per_step']:.1f} ms/step), "
+                         "ms_per_step": s["median"] / (8000 / batch) * 1e3,
+                         "environment": CONFIGS[name][1]}
+        print(f"  {name:12s} {fmt(s)} s/epoch ({results[name]['ms_per_step']:.1f} ms/step), "
               f"test accuracy after {epochs} epochs {fmt(summarize(accs[name]))}")
-    if have_torch:
-        ratios = [a / b for a, b in zip(medians["xpnet"], medians["torch"])]
-        results["ratio"] = summarize(ratios)
-        print(f"  xpnet / torch epoch time: {fmt(results['ratio'])}")
+    if "torch" in names:
+        for name in names:
+            if name == "torch":
+                continue
+            ratios = [a / b for a, b in zip(medians[name], medians["torch"])]
+            results[f"ratio_{name}_vs_torch"] = summarize(ratios)
+            print(f"  {name} / torch epoch time (per round): {fmt(summarize(ratios))}")
     return results
 
 
@@ -197,8 +236,14 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--blas-threads", type=int, default=None)
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"epoch part: which of {', '.join(CONFIGS)}")
     parser.add_argument("--json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return _worker(args.worker, args.epochs, args.batch_size, args.seed, args.threads)
     try:
         import torch
 
@@ -218,7 +263,9 @@ def main():
     if args.part in ("epoch", "all"):
         print(f"MNIST-split CNN, Adam, batch {args.batch_size}: seconds per epoch (median of "
               f"epochs 2..{args.epochs}), median [min-max] over {args.rounds} rounds:")
-        results["epoch"] = bench_epoch(args.rounds, args.epochs, args.batch_size, have_torch)
+        names = [n for n in args.configs.split(",") if have_torch or n != "torch"]
+        results["epoch"] = bench_epoch(args.rounds, args.epochs, args.batch_size, names,
+                                       args.threads)
     write_json(args.json, results)
 
 

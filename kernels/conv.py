@@ -7,6 +7,7 @@ Layers call these functions, never the engine or the kernels directly.
 """
 
 import importlib
+import os
 
 from array_api_compat import is_numpy_namespace
 from xpnet.kernels import SAVES
@@ -43,12 +44,20 @@ __all__ = [
     "bias_grad",
     "bias_activation",
     "activation_bias_grad",
+    "parallel",
 ]
 
 # im2col/col2im: with one input channel the njit copy loop runs one element per window
 # offset and NumPy's strided slices win (0.48 vs 1.3 ms at 64x28x28x1); from 2 channels on
 # the loops win (64x13x13x32: 0.7 vs 2.0 ms im2col, 0.7 vs 3.9 ms col2im).
 _MIN_CHANNELS = 2
+
+# Arrays from this size on take the parallel variants of the loops (when Numba has more than
+# one thread): on 2 quiet cores im2col 0.58 -> 0.36 ms, col2im 0.56 -> 0.25, ReLU-grad + bias
+# 0.78 -> 0.38 (benchmarks/RESULTS.md); below about a million elements the thread start-up
+# eats the gain (TOOLCHAIN.md, section 3).
+_PARALLEL_MIN = 1 << 20
+_PARALLEL = [os.environ.get("XPNET_PARALLEL_KERNELS", "0") == "1"]
 
 _CPU = []
 
@@ -63,6 +72,26 @@ def _njit_ok(xp, win, a):
     """Whether the 2-D njit loops take ``a`` (channels-last, rank 1 or 2, float)."""
     return (enabled() and is_numpy_namespace(xp) and len(win.ksize) <= 2
             and a.dtype.kind == "f")
+
+
+def parallel(value=None):
+    """Whether large im2col/col2im/pooling/ReLU passes run on all of Numba's threads;
+    ``parallel(True)`` turns that on (as does ``XPNET_PARALLEL_KERNELS=1``), ``parallel(False)``
+    off (the default).
+
+    Off by default: NumPy's OpenBLAS threads spin for about 0.1 s after each matrix product,
+    and Numba's OpenMP threads then fight them for the cores (a CNN step went from 16 to
+    30 ms). With both told to sleep when idle, ``OPENBLAS_THREAD_TIMEOUT=4
+    OMP_WAIT_POLICY=passive`` (set before NumPy is imported), turning this on made the step
+    13 % faster (benchmarks/RESULTS.md, "Convolutions").
+    """
+    if value is not None:
+        _PARALLEL[0] = bool(value)
+    return _PARALLEL[0]
+
+
+def _parallel(size):
+    return _PARALLEL[0] and size >= _PARALLEL_MIN and _cpu().threads() > 1
 
 
 def _as2d(win):
@@ -101,7 +130,7 @@ def im2col(x, win, xp=None):
     x4 = _c4(x, one)
     out = xp.empty((x4.shape[0],) + ((1,) if one else ()) + win.out_sizes +
                    (win.size * x.shape[-1],), dtype=x.dtype)
-    _cpu().im2col(x4, out, kh, kw, sh, sw, dh, dw, ph, pw)
+    _cpu().im2col(x4, out, kh, kw, sh, sw, dh, dw, ph, pw, parallel=_parallel(out.size))
     return out.reshape((x.shape[0],) + win.out_sizes + (win.size, x.shape[-1]))
 
 
@@ -117,7 +146,7 @@ def col2im(cols, win, xp=None):
     n = cols.shape[0]
     c4 = _c4(cols, False).reshape((n,) + ((1,) if one else ()) + win.out_sizes + (-1,))
     dx = xp.empty((n,) + ((1,) if one else ()) + win.in_sizes + (c,), dtype=cols.dtype)
-    _cpu().col2im(c4, dx, kh, kw, sh, sw, dh, dw, ph, pw)
+    _cpu().col2im(c4, dx, kh, kw, sh, sw, dh, dw, ph, pw, parallel=_parallel(c4.size))
     return dx.reshape((n,) + win.in_sizes + (c,))
 
 
@@ -155,7 +184,7 @@ def max_pool(x, win):
     shape = (x4.shape[0],) + ((1,) if one else ()) + win.out_sizes + (x.shape[-1],)
     y = xp.empty(shape, dtype=x.dtype)
     arg = xp.empty(shape, dtype=xp.int8 if win.size < 128 else xp.int16)
-    _cpu().max_pool(x4, y, arg, kh, kw, sh, sw, ph, pw)
+    _cpu().max_pool(x4, y, arg, kh, kw, sh, sw, ph, pw, parallel=_parallel(x4.size))
     out = (x.shape[0],) + win.out_sizes + (x.shape[-1],)
     return y.reshape(out), arg.reshape(out)
 
@@ -170,10 +199,11 @@ def max_pool_grad(dy, arg, win):
     dy4, arg4 = _c4(dy, one), _c4(arg, one)
     dx = xp.empty((dy.shape[0],) + ((1,) if one else ()) + win.in_sizes + (dy.shape[-1],),
                   dtype=dy.dtype)
-    if win.tiles and not win.padded:
-        _cpu().max_pool_grad_tiled(dy4, arg4, dx, kh, kw)
+    if (sh, sw) == (kh, kw) and not win.padded:  # disjoint windows: one write per pixel
+        _cpu().max_pool_grad_tiled(dy4, arg4, dx, kh, kw, parallel=_parallel(dx.size))
     else:
-        _cpu().max_pool_grad(dy4, arg4, dx, kh, kw, sh, sw, ph, pw)
+        _cpu().max_pool_grad(dy4, arg4, dx, kh, kw, sh, sw, ph, pw,
+                              parallel=_parallel(dx.size))
     return dx.reshape((dy.shape[0],) + win.in_sizes + (dy.shape[-1],))
 
 
@@ -215,7 +245,7 @@ def bias_activation(z, bias, kind, alpha=None):
     xp = namespace(z)
     if kind == "relu" and _fusable(xp, kind, z):
         b = bias if bias is not None else xp.zeros(z.shape[-1], dtype=z.dtype)
-        _cpu().bias_relu(z.reshape(-1, z.shape[-1]), b)
+        _cpu().bias_relu(z.reshape(-1, z.shape[-1]), b, parallel=_parallel(z.size))
         return z, z
     if bias is not None:
         z += bias
@@ -234,7 +264,8 @@ def activation_bias_grad(kind, dy, saved, alpha=None, with_bias=True):
         f = dy.shape[-1]
         dz = xp.empty_like(dy)
         db = xp.zeros(f, dtype=dy.dtype)
-        _cpu().relu_grad_bias(dy.reshape(-1, f), saved.reshape(-1, f), dz.reshape(-1, f), db)
+        _cpu().relu_grad_bias(dy.reshape(-1, f), saved.reshape(-1, f), dz.reshape(-1, f), db,
+                              parallel=_parallel(dy.size))
         return dz, db
     dz = dy if kind is None else activation_grad(kind, dy, saved, alpha)
     return dz, (bias_grad(dz) if with_bias else None)

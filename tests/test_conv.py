@@ -369,3 +369,61 @@ def test_conv_kernel_regularizer_adds_to_the_loss(cpu):
     plain = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
     penalty = 0.01 * float(np.sum(conv_layer.get_weights()[0] ** 2))
     assert model.test_on_batch(x, y) == pytest.approx(plain + penalty, rel=1e-5)
+
+
+def test_parallel_kernel_variants_match_serial():
+    """Each njit loop also compiles with ``prange`` over its outer axis
+    (``kernels.conv.parallel``); both variants give the same numbers."""
+    from xpnet.kernels import _cpu_conv as cpu
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 7, 6, 4)).astype(np.float32)
+    args = (3, 3, 2, 1, 1, 1, 1, 1)  # kh kw sh sw dh dw ph pw
+    outs = []
+    for parallel in (False, True):
+        cols = np.empty((3, 4, 6, 36), np.float32)
+        cpu.im2col(x, cols, *args, parallel=parallel)
+        back = np.empty_like(x)
+        cpu.col2im(cols, back, *args, parallel=parallel)
+        y, arg = np.empty((3, 3, 3, 4), np.float32), np.empty((3, 3, 3, 4), np.int8)
+        cpu.max_pool(x, y, arg, 2, 2, 2, 2, 0, 0, parallel=parallel)
+        dx = np.empty_like(x)
+        cpu.max_pool_grad_tiled(y, arg, dx, 2, 2, parallel=parallel)
+        dx2 = np.empty_like(x)
+        cpu.max_pool_grad(y, arg, dx2, 3, 3, 2, 2, 1, 1, parallel=parallel)
+        z = x.reshape(-1, 4).copy()
+        cpu.bias_relu(z, np.arange(4, dtype=np.float32) - 2, parallel=parallel)
+        dz, db = np.empty_like(z), np.zeros(4, np.float32)
+        cpu.relu_grad_bias(x.reshape(-1, 4), z, dz, db, parallel=parallel)
+        outs.append([cols, back, y, arg, dx, dx2, z, dz, db])
+    for serial, parallel in zip(*outs):
+        np.testing.assert_allclose(parallel, serial, rtol=1e-6, atol=1e-6)
+
+
+def test_parallel_switch_routes_large_arrays(cpu, monkeypatch):
+    from xpnet.kernels import _cpu_conv
+
+    calls = []
+    original = _cpu_conv.im2col
+
+    def spy(*args, parallel=False):
+        calls.append(parallel)
+        return original(*args, parallel=parallel)
+
+    monkeypatch.setattr(_cpu_conv, "im2col", spy)
+    monkeypatch.setattr(_cpu_conv, "threads", lambda: 2)
+    monkeypatch.setattr(kconv, "_PARALLEL_MIN", 100)
+    layer = layers.Conv2D(4, 3, padding="same", activation="relu", dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 5, 6, 3))
+    was = kconv.parallel()
+    try:
+        kconv.parallel(True)
+        y_par = layer(x)
+        layer(x[:, :2, :2, :])  # 2*2*2*27 = 216 column entries: still parallel
+        layer(x[:1, :1, :1, :])  # 27 entries: below the threshold, serial
+        kconv.parallel(False)
+        y_ser = layer(x)
+    finally:
+        kconv.parallel(was)
+    assert calls == [True, True, False, False]
+    np.testing.assert_allclose(y_par, y_ser, rtol=1e-12)
