@@ -169,7 +169,13 @@ CONFIGS = {
     "xpnet_tuned": ("xpnet", {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive",
                               "XPNET_PARALLEL_KERNELS": "1"}),
     "torch": ("torch", {}),
+    # for comparison only (not run by default): one BLAS thread, with and without the
+    # parallel passes
+    "xpnet_blas1": ("xpnet", {"OPENBLAS_NUM_THREADS": "1"}),
+    "xpnet_blas1_parallel": ("xpnet", {"OPENBLAS_NUM_THREADS": "1",
+                                       "XPNET_PARALLEL_KERNELS": "1"}),
 }
+DEFAULT_CONFIGS = ("xpnet", "xpnet_tuned", "torch")
 
 
 def _worker(lib, epochs, batch, seed, threads):
@@ -236,7 +242,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--blas-threads", type=int, default=None)
-    parser.add_argument("--configs", default=",".join(CONFIGS),
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                         help=f"epoch part: which of {', '.join(CONFIGS)}")
     parser.add_argument("--json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -121,6 +121,19 @@ def test_same_padding_puts_the_odd_pixel_at_the_end(cpu):
     np.testing.assert_allclose(y, [1 + 2 + 3, 1 + 2 + 3 + 4, 2 + 3 + 4 + 5, 3 + 4 + 5, 4 + 5])
 
 
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax"])
+def test_channels_first_softmax_is_over_the_last_axis_as_keras(backend, activation):
+    """Keras applies a layer's softmax over the output's last axis, whatever the format."""
+    check_layer(backend, layers.Conv2D, {"filters": 3, "kernel_size": 2, "activation": activation,
+                                         "data_format": "channels_first"},
+                input_shape=(2, 2, 4, 5), expected_output_shape=(2, 3, 3, 4))
+    layer = layers.Conv2D(3, 2, activation="softmax", data_format="channels_first",
+                          dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 2, 4, 5))
+    y = backend.to_numpy(layer(backend.asarray(x, dtype=backend.xp.float64)))
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-12)
+
+
 def test_channels_first_matches_channels_last(cpu):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 6, 5, 3))
@@ -427,3 +440,16 @@ def test_parallel_switch_routes_large_arrays(cpu, monkeypatch):
         kconv.parallel(was)
     assert calls == [True, True, False, False]
     np.testing.assert_allclose(y_par, y_ser, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layer,shape,macs", [
+    (layers.Conv2D(64, 3), (None, 13, 13, 32), 11 * 11 * 9 * 32 * 64),
+    (layers.Conv2D(8, 3, groups=2, strides=2, padding="same"), (None, 7, 7, 4), 16 * 9 * 2 * 8),
+    (layers.Conv1D(4, 5, data_format="channels_first"), (None, 3, 10), 6 * 5 * 3 * 4),
+    (layers.Conv2DTranspose(4, 3, strides=2), (None, 5, 5, 2), 25 * 9 * 4 * 2),
+    (layers.DepthwiseConv2D(3, depth_multiplier=2), (None, 6, 6, 3), 16 * 9 * 3 * 2),
+    (layers.SeparableConv2D(5, 3), (None, 6, 6, 3), 16 * (9 * 3 + 3 * 5)),
+])
+def test_macs_count_the_window_at_every_output_pixel(layer, shape, macs):
+    """Per-sample multiply-adds, for the trainer's BLAS-thread choice by step size."""
+    assert layer.macs(shape) == macs

@@ -7,6 +7,8 @@ convolution's kernel is ``(*kernel_size, in_channels / groups, filters)``, a tra
 convolution's ``(*kernel_size, filters, in_channels)``.
 """
 
+import math
+
 from xpnet import initializers
 from xpnet import regularizers
 from xpnet.backend import namespace
@@ -107,6 +109,13 @@ class _BaseConv(ActivatedLayer):
                                                       self.dilation_rate, self.padding)
         return win
 
+    def macs(self, input_shape):
+        """Multiply-adds per sample of the forward pass: each output pixel costs one window
+        of every filter (``_pixel_macs``); unknown sizes count as one pixel."""
+        sizes = self._out_sizes(spatial(input_shape, self.data_format))
+        pixels = math.prod(1 if n is None else n for n in sizes)
+        return pixels * self._pixel_macs(channels(input_shape, self.data_format))
+
     # -- computation: subclasses give the linear part, this adds bias and activation -------
     def _linear(self, x):
         """``(z, inner)``: the channels-last pre-bias output for channels-last ``x``, and
@@ -126,9 +135,20 @@ class _BaseConv(ActivatedLayer):
     def _bias(self):
         return self.params["bias"] if self.use_bias else None
 
+    def _rowwise_first(self):
+        """Softmax over the last axis of a channels-first output (as Keras applies it) is
+        not over the engine's channels-last last axis: it runs after the permutation."""
+        return self.data_format == "channels_first" and \
+            self.activation in ("softmax", "log_softmax")
+
     def forward(self, x, training=False):
         # The bias and the activation are one fused pass over the engine's fresh output.
         z, inner = self._linear(to_last(x, self.data_format))
+        if self._rowwise_first():
+            z, _ = kconv.bias_activation(z, self._bias(), None)
+            y, saved = kconv.bias_activation(to_first(z, self.data_format), None,
+                                             self.activation, self.alpha)
+            return y, (inner, saved)
         y, saved = kconv.bias_activation(z, self._bias(), self.activation, self.alpha)
         return to_first(y, self.data_format), (inner, saved)
 
@@ -144,11 +164,17 @@ class _BaseConv(ActivatedLayer):
             self.grads["bias"] += db
         return to_first(self._linear_backward(inner, dz, need_dx), self.data_format)
 
+    def _backward_activated(self, ctx, dy, need_dx):
+        if self._rowwise_first():  # differentiate the activation in the output's layout
+            dz = kconv.activation_bias_grad(self.activation, dy, ctx[1], self.alpha, False)[0]
+            return self._backward(ctx[0], dz, None, None, need_dx)
+        return self._backward(ctx[0], dy, self.activation, ctx[1], need_dx)
+
     def backward(self, ctx, dy):
-        return self._backward(ctx[0], dy, self.activation, ctx[1], True)
+        return self._backward_activated(ctx, dy, True)
 
     def backward_params(self, ctx, dy):
-        self._backward(ctx[0], dy, self.activation, ctx[1], False)
+        self._backward_activated(ctx, dy, False)
 
     def backward_z(self, ctx, dz, need_dx=True):
         return self._backward(ctx, dz, None, None, need_dx)
@@ -213,6 +239,9 @@ class _Conv(_BaseConv):
 
     def _out_channels(self, in_channels):
         return self.filters
+
+    def _pixel_macs(self, c):
+        return math.prod(self.kernel_size) * (c // self.groups) * self.filters
 
     def build(self, input_shape):
         c = channels(input_shape, self.data_format)
@@ -297,6 +326,13 @@ class _ConvTranspose(_BaseConv):
                      for n, k, s, d, p in zip(sizes, self.kernel_size, self.strides,
                                               self.dilation_rate, ops))
 
+    def macs(self, input_shape):
+        """Each input pixel scatters one kernel: ``K * filters * in_channels`` per pixel."""
+        sizes = spatial(input_shape, self.data_format)
+        pixels = math.prod(1 if n is None else n for n in sizes)
+        c = channels(input_shape, self.data_format)
+        return pixels * math.prod(self.kernel_size) * self.filters * c
+
     def _window(self, sizes):
         win = self._windows.get(sizes)
         if win is None:
@@ -376,6 +412,9 @@ class _DepthwiseConv(_BaseConv):
 
     def _out_channels(self, in_channels):
         return None if in_channels is None else in_channels * self.depth_multiplier
+
+    def _pixel_macs(self, c):
+        return math.prod(self.kernel_size) * c * self.depth_multiplier
 
     def build(self, input_shape):
         c = channels(input_shape, self.data_format)
@@ -465,6 +504,10 @@ class _SeparableConv(_BaseConv):
 
     def _out_channels(self, in_channels):
         return self.filters
+
+    def _pixel_macs(self, c):
+        m = self.depth_multiplier
+        return math.prod(self.kernel_size) * c * m + c * m * self.filters
 
     def build(self, input_shape):
         c = channels(input_shape, self.data_format)
