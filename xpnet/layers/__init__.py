@@ -38,10 +38,10 @@ from xpnet.layers.conv import Conv2D  # noqa: E402
 from xpnet.layers.conv import Conv2DTranspose  # noqa: E402
 from xpnet.layers.conv import Conv3D  # noqa: E402
 from xpnet.layers.conv import Conv3DTranspose  # noqa: E402
-from xpnet.layers.conv import DepthwiseConv1D  # noqa: E402
-from xpnet.layers.conv import DepthwiseConv2D  # noqa: E402
-from xpnet.layers.conv import SeparableConv1D  # noqa: E402
-from xpnet.layers.conv import SeparableConv2D  # noqa: E402
+from xpnet.layers.conv_depthwise import DepthwiseConv1D  # noqa: E402
+from xpnet.layers.conv_depthwise import DepthwiseConv2D  # noqa: E402
+from xpnet.layers.conv_depthwise import SeparableConv1D  # noqa: E402
+from xpnet.layers.conv_depthwise import SeparableConv2D  # noqa: E402
 from xpnet.layers.pooling import AveragePooling1D  # noqa: E402
 from xpnet.layers.pooling import AveragePooling2D  # noqa: E402
 from xpnet.layers.pooling import AveragePooling3D  # noqa: E402
