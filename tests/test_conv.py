@@ -453,3 +453,25 @@ def test_parallel_switch_routes_large_arrays(cpu, monkeypatch):
 def test_macs_count_the_window_at_every_output_pixel(layer, shape, macs):
     """Per-sample multiply-adds, for the trainer's BLAS-thread choice by step size."""
     assert layer.macs(shape) == macs
+
+
+@pytest.mark.parametrize("layer", [
+    layers.Conv2D(4, (3, 2), strides=(2, 1), padding="same", dilation_rate=1, groups=2,
+                  activation="relu", kernel_regularizer="l2"),
+    layers.Conv1D(2, 3, padding="causal", dilation_rate=2),
+    layers.Conv3DTranspose(2, 3, strides=2, output_padding=(1, 0, 1)),
+    layers.DepthwiseConv2D(3, depth_multiplier=2, data_format="channels_first"),
+    layers.SeparableConv2D(3, 3, pointwise_regularizer="l1"),
+    layers.MaxPooling3D((2, 1, 2), padding="same"),
+    layers.GlobalAveragePooling2D(keepdims=True),
+    layers.UpSampling2D((2, 3), interpolation="bilinear"),
+    layers.ZeroPadding2D(((1, 2), (3, 4))),
+    layers.Cropping1D((2, 0)),
+], ids=lambda la: type(la).__name__)
+def test_configs_survive_json(layer):
+    """Saved models store configs as JSON, where tuples come back as lists."""
+    import json
+
+    config = layer.get_config()
+    clone = type(layer).from_config(json.loads(json.dumps(config)))
+    assert clone.get_config() == config

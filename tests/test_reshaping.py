@@ -92,3 +92,4 @@ def test_reshaping_rejects_bad_arguments(cpu):
         layers.Cropping2D(((1, 1), (0, 0)), name="crop")(np.zeros((1, 2, 4, 1), np.float32))
     with pytest.raises(ValueError, match="size must be an int or a tuple of 2 ints"):
         layers.UpSampling2D(0)
+
