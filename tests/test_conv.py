@@ -169,13 +169,14 @@ def test_conv2d_transpose_gradients(backend, kwargs, shape, data_format):
                                   "bias": (kw["filters"],)})
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("cls,kwargs,shape", [
     (layers.Conv1DTranspose, {"filters": 2, "kernel_size": 3, "strides": 2}, (2, 4, 3)),
     (layers.Conv3DTranspose, {"filters": 2, "kernel_size": 2, "strides": 2, "padding": "same"},
      (1, 2, 3, 2, 2)),
 ])
-def test_conv_transpose_1d_3d_gradients(backend, cls, kwargs, shape):
-    check_layer(backend, cls, kwargs, input_shape=shape)
+def test_conv_transpose_1d_3d_gradients(backend, cls, kwargs, shape, data_format):
+    check_layer(backend, *_case(cls, kwargs, shape, data_format))
 
 
 @pytest.mark.parametrize("size,k,s,padding,output_padding,out", [
@@ -253,9 +254,10 @@ def test_depthwise_conv2d_gradients(backend, kwargs, shape, data_format):
                 expected_weights={"kernel": k + (c, m), "bias": (c * m,)})
 
 
-def test_depthwise_conv1d_gradients(backend):
-    check_layer(backend, layers.DepthwiseConv1D, {"kernel_size": 3, "depth_multiplier": 2,
-                                                  "strides": 2}, input_shape=(2, 7, 2))
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_depthwise_conv1d_gradients(backend, data_format):
+    check_layer(backend, *_case(layers.DepthwiseConv1D, {"kernel_size": 3, "depth_multiplier": 2,
+                                                         "strides": 2}, (2, 7, 2), data_format))
 
 
 def test_depthwise_conv2d_matches_per_channel_convolutions(cpu):
@@ -284,9 +286,11 @@ def test_separable_conv2d_gradients(backend, data_format):
                                   "pointwise_kernel": (1, 1, 4, 3), "bias": (3,)})
 
 
-def test_separable_conv1d_gradients(backend):
-    check_layer(backend, layers.SeparableConv1D, {"filters": 2, "kernel_size": 2,
-                                                  "activation": "tanh"}, input_shape=(2, 5, 3))
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_separable_conv1d_gradients(backend, data_format):
+    check_layer(backend, *_case(layers.SeparableConv1D, {"filters": 2, "kernel_size": 2,
+                                                         "activation": "tanh"}, (2, 5, 3),
+                                data_format))
 
 
 def test_separable_is_depthwise_then_pointwise(cpu):

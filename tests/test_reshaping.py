@@ -32,7 +32,11 @@ def test_spatial_layers_gradients(backend, cls, kwargs, shape, out, data_format)
 @pytest.mark.parametrize("cls,kwargs,shape,out", [
     (layers.UpSampling1D, {"size": 3}, (2, 4, 2), (2, 12, 2)),
     (layers.ZeroPadding1D, {"padding": (2, 1)}, (2, 3, 2), (2, 6, 2)),
+    (layers.ZeroPadding1D, {"padding": 1, "data_format": "channels_first"}, (2, 2, 3),
+     (2, 2, 5)),
     (layers.Cropping1D, {"cropping": (0, 2)}, (2, 5, 2), (2, 3, 2)),
+    (layers.Cropping1D, {"cropping": (1, 2), "data_format": "channels_first"}, (2, 2, 5),
+     (2, 2, 2)),
 ])
 def test_1d_layers_gradients(backend, cls, kwargs, shape, out):
     check_layer(backend, cls, kwargs, input_shape=shape, expected_output_shape=out)
