@@ -12,6 +12,15 @@ from xpnet import kernels
 from xpnet import layers
 
 
+@pytest.fixture
+def njit():
+    """The Numba kernels on for one test, even under XPNET_KERNELS=0."""
+    was = kernels.enabled()
+    kernels.enabled(True)
+    yield
+    kernels.enabled(was)
+
+
 def _first(shape):
     """A channels-last shape as channels-first."""
     return (shape[0], shape[-1]) + tuple(shape[1:-1])
@@ -318,7 +327,7 @@ def test_separable_is_depthwise_then_pointwise(cpu):
     ((3, 10, 5), (3,), (2,), (1,), "same"),
     ((3, 10, 2), (4,), (1,), (2,), "causal"),
 ])
-def test_im2col_col2im_kernels_match_composition(cpu, shape, k, s, d, padding):
+def test_im2col_col2im_kernels_match_composition(cpu, njit, shape, k, s, d, padding):
     import array_api_compat.numpy as xp
 
     rng = np.random.default_rng(0)
@@ -432,8 +441,9 @@ def test_parallel_switch_routes_large_arrays(cpu, monkeypatch):
     monkeypatch.setattr(kconv, "_PARALLEL_MIN", 100)
     layer = layers.Conv2D(4, 3, padding="same", activation="relu", dtype="float64")
     x = np.random.default_rng(0).standard_normal((2, 5, 6, 3))
-    was = kconv.parallel()
+    was, was_enabled = kconv.parallel(), kernels.enabled()
     try:
+        kernels.enabled(True)  # even under XPNET_KERNELS=0
         kconv.parallel(True)
         y_par = layer(x)
         layer(x[:, :2, :2, :])  # 2*2*2*27 = 216 column entries: still parallel
@@ -442,6 +452,7 @@ def test_parallel_switch_routes_large_arrays(cpu, monkeypatch):
         y_ser = layer(x)
     finally:
         kconv.parallel(was)
+        kernels.enabled(was_enabled)
     assert calls == [True, True, False, False]
     np.testing.assert_allclose(y_par, y_ser, rtol=1e-12)
 

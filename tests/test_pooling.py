@@ -10,6 +10,15 @@ from xpnet import kernels
 from xpnet import layers
 
 
+@pytest.fixture
+def njit():
+    """The Numba kernels on for one test, even under XPNET_KERNELS=0."""
+    was = kernels.enabled()
+    kernels.enabled(True)
+    yield
+    kernels.enabled(was)
+
+
 def distinct(rng, shape):
     """Inputs whose values all differ by at least 1/size: no ties for max pooling, and
     central differences (eps 1e-6) never change a window's winner."""
@@ -96,7 +105,7 @@ def test_max_pooling_gradient_goes_to_the_first_maximum(backend):
     ((2, 5, 5, 4), (2, 2), (2, 2), "same"),
     ((3, 9, 2), (3,), (2,), "same"),
 ])
-def test_max_pool_kernels_match_composition_with_ties(cpu, shape, k, s, padding):
+def test_max_pool_kernels_match_composition_with_ties(cpu, njit, shape, k, s, padding):
     import array_api_compat.numpy as xp
 
     rng = np.random.default_rng(0)
