@@ -16,6 +16,7 @@ if not _os.path.isdir(_os.path.join(_here, "kernels")) and _os.path.isfile(
     __path__.append(_os.path.join(_here, _os.pardir))
 
 from xpnet import activations  # noqa: E402
+from xpnet import applications  # noqa: E402
 from xpnet import callbacks  # noqa: E402
 from xpnet import datasets  # noqa: E402
 from xpnet import initializers  # noqa: E402
@@ -40,7 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError", "Input", "Model", "NonFiniteLossError", "Sequential",
-    "activations", "callbacks", "datasets", "get_backend", "initializers", "layers", "losses",
-    "load_model", "metrics", "optimizers", "regularizers", "saving", "schedules",
-    "set_backend", "utils",
+    "activations", "applications", "callbacks", "datasets", "get_backend", "initializers",
+    "layers", "losses", "load_model", "metrics", "optimizers", "regularizers", "saving",
+    "schedules", "set_backend", "utils",
 ]

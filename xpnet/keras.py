@@ -7,6 +7,7 @@
 """
 
 from xpnet import activations
+from xpnet import applications
 from xpnet import callbacks
 from xpnet import datasets
 from xpnet import initializers
@@ -23,5 +24,5 @@ from xpnet.models import Model
 from xpnet.models import Sequential
 
 __all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets",
-           "initializers", "layers", "losses", "metrics", "models",
-           "optimizers", "regularizers", "saving", "utils"]
+           "initializers", "layers", "losses", "metrics", "models", "optimizers",
+           "regularizers", "saving", "utils", "applications"]

@@ -42,3 +42,46 @@ __all__ = [
     "GaussianNoise", "LayerNormalization", "SpatialDropout1D", "SpatialDropout2D",
     "SpatialDropout3D",
 ]
+
+# Convolutional layers (issue 5).
+from xpnet.layers.conv import Conv1D  # noqa: E402
+from xpnet.layers.conv import Conv1DTranspose  # noqa: E402
+from xpnet.layers.conv import Conv2D  # noqa: E402
+from xpnet.layers.conv import Conv2DTranspose  # noqa: E402
+from xpnet.layers.conv import Conv3D  # noqa: E402
+from xpnet.layers.conv import Conv3DTranspose  # noqa: E402
+from xpnet.layers.conv_depthwise import DepthwiseConv1D  # noqa: E402
+from xpnet.layers.conv_depthwise import DepthwiseConv2D  # noqa: E402
+from xpnet.layers.conv_depthwise import SeparableConv1D  # noqa: E402
+from xpnet.layers.conv_depthwise import SeparableConv2D  # noqa: E402
+from xpnet.layers.pooling import AveragePooling1D  # noqa: E402
+from xpnet.layers.pooling import AveragePooling2D  # noqa: E402
+from xpnet.layers.pooling import AveragePooling3D  # noqa: E402
+from xpnet.layers.pooling import GlobalAveragePooling1D  # noqa: E402
+from xpnet.layers.pooling import GlobalAveragePooling2D  # noqa: E402
+from xpnet.layers.pooling import GlobalAveragePooling3D  # noqa: E402
+from xpnet.layers.pooling import GlobalMaxPooling1D  # noqa: E402
+from xpnet.layers.pooling import GlobalMaxPooling2D  # noqa: E402
+from xpnet.layers.pooling import GlobalMaxPooling3D  # noqa: E402
+from xpnet.layers.pooling import MaxPooling1D  # noqa: E402
+from xpnet.layers.pooling import MaxPooling2D  # noqa: E402
+from xpnet.layers.pooling import MaxPooling3D  # noqa: E402
+from xpnet.layers.reshaping import Cropping1D  # noqa: E402
+from xpnet.layers.reshaping import Cropping2D  # noqa: E402
+from xpnet.layers.reshaping import Cropping3D  # noqa: E402
+from xpnet.layers.reshaping import UpSampling1D  # noqa: E402
+from xpnet.layers.reshaping import UpSampling2D  # noqa: E402
+from xpnet.layers.reshaping import UpSampling3D  # noqa: E402
+from xpnet.layers.reshaping import ZeroPadding1D  # noqa: E402
+from xpnet.layers.reshaping import ZeroPadding2D  # noqa: E402
+from xpnet.layers.reshaping import ZeroPadding3D  # noqa: E402
+
+__all__ += [
+    "Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose",
+    "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "GlobalMaxPooling3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+]
