@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from xpnet import applications
-from xpnet import layers
 from xpnet import optimizers
 from xpnet import utils
 
@@ -20,6 +19,9 @@ ARCHS = [
                            "stages": (2, 1), "block": "bottleneck", "batch_norm": False}, (4,)),
     (applications.densenet, {"input_shape": (8, 8, 3), "classes": 4, "batch_norm": False},
      (4,)),
+    (applications.resnet, {"input_shape": (8, 8, 3), "classes": 4, "filters": (8, 16),
+                           "stages": (1, 1)}, (4,)),
+    (applications.densenet, {"input_shape": (8, 8, 3), "classes": 4}, (4,)),
     (applications.inception, {"input_shape": (8, 8, 3), "classes": 4, "width": 4}, (4,)),
     (applications.fcn, {"input_shape": (8, 8, 3), "classes": 3, "filters": (8, 16)},
      (8, 8, 3)),
@@ -36,7 +38,9 @@ def _batch(input_shape, out_shape, seed=0):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("build,kwargs,out_shape", ARCHS,
-                         ids=[f"{b.__name__}-{k.get('block', '')}" for b, k, _ in ARCHS])
+                         ids=[f"{b.__name__}-{k.get('block', '')}-"
+                              f"{'bn' if k.get('batch_norm', True) else 'nobn'}"
+                              for b, k, _ in ARCHS])
 def test_architecture_trains_and_reports_its_parameters(build, kwargs, out_shape):
     utils.set_random_seed(0)  # the loss falls to <= 0.45x in 20 steps from every seed 0-7
     model = build(backend="cpu", **kwargs)
@@ -96,16 +100,15 @@ def test_inception_module_concatenates_four_branches():
 
 
 def test_batch_norm_argument():
-    if hasattr(layers, "BatchNormalization"):
-        model = applications.resnet(input_shape=(8, 8, 3), filters=(4,), stages=(1,),
-                                    batch_norm=True, backend="cpu")
-        assert any(type(la).__name__ == "BatchNormalization" for la in model.layers)
-    else:
-        with pytest.raises(ValueError, match="batch_norm=True needs xpnet.layers."
-                                             "BatchNormalization"):
-            applications.resnet(batch_norm=True, backend="cpu")
-        model = applications.densenet(input_shape=(8, 8, 3), backend="cpu")  # None: without
-        assert model.count_params() > 0
+    for build in (applications.resnet, applications.densenet):
+        with_bn = build(input_shape=(8, 8, 3), backend="cpu")
+        without = build(input_shape=(8, 8, 3), batch_norm=False, backend="cpu")
+        kinds = [type(la).__name__ for la in with_bn.layers]
+        assert "BatchNormalization" in kinds
+        assert "BatchNormalization" not in [type(la).__name__ for la in without.layers]
+        # gamma, beta (trainable) and the moving statistics (not) of every BN layer
+        bn = [la for la in with_bn.layers if type(la).__name__ == "BatchNormalization"]
+        assert len(with_bn.non_trainable_weights) == 2 * len(bn)
 
 
 def test_fcn_rejects_indivisible_sizes():

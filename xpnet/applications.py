@@ -18,17 +18,6 @@ from xpnet.models import Model
 __all__ = ["lenet", "cnn1d", "cnn3d", "vgg", "resnet", "densenet", "inception", "fcn"]
 
 
-def _use_batch_norm(batch_norm, name):
-    """``batch_norm=None`` means "where xpnet has BatchNormalization"; True demands it."""
-    available = hasattr(layers, "BatchNormalization")
-    if batch_norm is None:
-        return available
-    if batch_norm and not available:
-        raise ValueError(f"{name}: batch_norm=True needs xpnet.layers.BatchNormalization, "
-                         "which this version of xpnet does not have; pass batch_norm=False")
-    return bool(batch_norm)
-
-
 def _conv_unit(x, filters, kernel_size, strides=1, bn=False, activation="relu", name=None):
     """Conv (+ BatchNormalization) + activation; without batch norm the activation is fused
     into the convolution."""
@@ -164,7 +153,7 @@ def _bottleneck_block(x, filters, strides, bn, expansion=4):
 
 
 def resnet(input_shape=(32, 32, 3), classes=10, stages=(1, 1, 1), filters=(16, 32, 64),
-           block="basic", batch_norm=None, backend=None, name="resnet"):
+           block="basic", batch_norm=True, backend=None, name="resnet"):
     """ResNet: a 3x3 stem, stages of residual blocks (each stage after the first halves the
     resolution with a strided first block and a 1x1 projection shortcut), global average
     pooling and a softmax. ResNet-50 is ``stages=(3, 4, 6, 3), filters=(64, 128, 256, 512),
@@ -179,13 +168,13 @@ def resnet(input_shape=(32, 32, 3), classes=10, stages=(1, 1, 1), filters=(16, 3
     filters : tuple of int, default=(16, 32, 64)
     block : {"basic", "bottleneck"}, default="basic"
         Two 3x3 convolutions, or 1x1-3x3-1x1 with 4x wider outputs.
-    batch_norm : bool or None, default=None
-        Batch normalisation after each convolution; None uses it where xpnet has
-        ``layers.BatchNormalization``.
+    batch_norm : bool, default=True
+        BatchNormalization after each convolution (before its activation); False fuses
+        the activation into the convolution instead.
     """
     if block not in ("basic", "bottleneck"):
         raise ValueError(f"{name}: block must be 'basic' or 'bottleneck', got {block!r}")
-    bn = _use_batch_norm(batch_norm, name)
+    bn = bool(batch_norm)
     unit = _basic_block if block == "basic" else _bottleneck_block
     inputs = layers.Input(shape=input_shape)
     x = _conv_unit(inputs, filters[0], 3, 1, bn)
@@ -197,7 +186,7 @@ def resnet(input_shape=(32, 32, 3), classes=10, stages=(1, 1, 1), filters=(16, 3
 
 
 def densenet(input_shape=(32, 32, 3), classes=10, blocks=(2, 2), growth_rate=8,
-             stem_filters=16, compression=0.5, batch_norm=None, backend=None, name="densenet"):
+             stem_filters=16, compression=0.5, batch_norm=True, backend=None, name="densenet"):
     """DenseNet: dense blocks in which every 3x3 convolution sees the concatenation of all
     earlier feature maps of its block, joined by transition layers (1x1 convolution that
     keeps ``compression`` of the channels, 2x2 average pooling). DenseNet-121 is
@@ -213,10 +202,10 @@ def densenet(input_shape=(32, 32, 3), classes=10, blocks=(2, 2), growth_rate=8,
         Channels each convolution adds.
     stem_filters : int, default=16
     compression : float, default=0.5
-    batch_norm : bool or None, default=None
+    batch_norm : bool, default=True
         As for :func:`resnet`.
     """
-    bn = _use_batch_norm(batch_norm, name)
+    bn = bool(batch_norm)
     inputs = layers.Input(shape=input_shape)
     x = _conv_unit(inputs, stem_filters, 3, 1, bn)
     for b, n in enumerate(blocks):
