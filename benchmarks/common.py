@@ -15,7 +15,7 @@ def mnist_split(flat=True):
 
     if not os.path.exists(os.path.join(MNIST, "t10k-images-idx3-ubyte.gz")):
         return None
-    x, y = datasets.load_mnist(MNIST, subset="test")
+    x, y = datasets.load_mnist(MNIST, subset="test")  # the test set, even beside train files
     x = (x.reshape(len(x), -1) if flat else x[..., None]).astype("float32") / 255.0
     y = y.astype("int64")
     return (x[:8000], y[:8000]), (x[8000:], y[8000:])

@@ -14,7 +14,6 @@ With only the test half of MNIST in DIR (t10k-*), its first 8,000 images train a
 """
 
 import argparse
-import os
 import time
 
 from xpnet import keras
@@ -26,12 +25,7 @@ def load(data):
         (x_train, y_train), (x_test, y_test) = keras.datasets.load_digits()
         scale = 16.0
     else:
-        if os.path.exists(os.path.join(data, "train-labels-idx1-ubyte.gz")) or \
-                os.path.exists(os.path.join(data, "train-labels-idx1-ubyte")):
-            (x_train, y_train), (x_test, y_test) = keras.datasets.load_mnist(data)
-        else:
-            x, y = keras.datasets.load_mnist(data, subset="test")
-            (x_train, y_train), (x_test, y_test) = (x[:8000], y[:8000]), (x[8000:], y[8000:])
+        (x_train, y_train), (x_test, y_test) = keras.datasets.load_mnist_split(data)
         scale = 255.0
     x_train = (x_train.reshape(x_train.shape[:3] + (1,)) / scale).astype("float32")
     x_test = (x_test.reshape(x_test.shape[:3] + (1,)) / scale).astype("float32")

@@ -9,7 +9,6 @@ last 2,000 test.
 """
 
 import argparse
-import os
 import time
 
 from xpnet import keras
@@ -20,12 +19,7 @@ def load(data):
         (x_train, y_train), (x_test, y_test) = keras.datasets.load_digits()
         scale = 16.0
     else:
-        if os.path.exists(os.path.join(data, "train-labels-idx1-ubyte.gz")) or \
-                os.path.exists(os.path.join(data, "train-labels-idx1-ubyte")):
-            (x_train, y_train), (x_test, y_test) = keras.datasets.load_mnist(data)
-        else:
-            x, y = keras.datasets.load_mnist(data, subset="test")
-            (x_train, y_train), (x_test, y_test) = (x[:8000], y[:8000]), (x[8000:], y[8000:])
+        (x_train, y_train), (x_test, y_test) = keras.datasets.load_mnist_split(data)
         scale = 255.0
     flat = x_train.shape[1] * x_train.shape[2]
     return ((x_train.reshape(-1, flat) / scale).astype("float32"), y_train,

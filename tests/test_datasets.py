@@ -79,3 +79,16 @@ def test_real_mnist_test_set(mnist_dir):
     x, y = datasets.load_mnist(mnist_dir, subset="test")
     assert x.shape == (10000, 28, 28) and y.shape == (10000,)
     assert np.bincount(y).min() > 800
+
+
+def test_load_mnist_split(tmp_path):
+    images = np.arange(10 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(10, 28, 28)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images, True)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(10, dtype=np.uint8), True)
+    (x, y), (xt, yt) = datasets.load_mnist_split(str(tmp_path), n_train=6)
+    assert y.tolist() == list(range(6)) and yt.tolist() == [6, 7, 8, 9]
+    np.testing.assert_array_equal(x, images[:6])
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", images[:3], True)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([7, 7, 7], np.uint8), True)
+    (x, y), (xt, yt) = datasets.load_mnist_split(str(tmp_path))  # the official split
+    assert y.tolist() == [7, 7, 7] and len(yt) == 10

@@ -10,7 +10,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["load_digits", "load_mnist", "read_idx"]
+__all__ = ["load_digits", "load_mnist", "load_mnist_split", "read_idx"]
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
                0x0E: ">f8"}
@@ -110,3 +110,20 @@ def load_mnist(path, subset=None):
         raise ValueError(f"load_mnist: images {x.shape} and labels {y.shape} in {path} "
                          "do not pair up")
     return x, y
+
+
+def load_mnist_split(path, n_train=8000):
+    """MNIST for training and testing from the IDX files in directory ``path``.
+
+    With both subsets present, the official 60,000/10,000 split. With only the test set
+    (``t10k-*``, as in xpnet's benchmark data), its first ``n_train`` images train and the
+    rest test: the split xpnet's examples and benchmarks use.
+
+    Returns
+    -------
+    (x_train, y_train), (x_test, y_test) : uint8 images ``(n, 28, 28)`` and uint8 labels
+    """
+    if _find(path, "train-labels-idx1-ubyte") is not None:
+        return load_mnist(path)
+    x, y = load_mnist(path, subset="test")
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
