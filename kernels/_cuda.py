@@ -69,7 +69,7 @@ def _softmax_grad(dy, y, log, out):
     s = 0.0
     for j in range(tid, dy.shape[1], tpb):
         s += dy[r, j] if log else dy[r, j] * y[r, j]
-    total = _block_sum(sh, s, tid, tpb)
+    total = _block_reduce(sh, s, tid, tpb, False)
     for j in range(tid, dy.shape[1], tpb):
         if log:
             out[r, j] = dy[r, j] - math.exp(y[r, j]) * total
@@ -78,28 +78,14 @@ def _softmax_grad(dy, y, log, out):
 
 
 @cuda.jit(device=True, inline=True)
-def _block_sum(sh, value, tid, tpb):
+def _block_reduce(sh, value, tid, tpb, is_max):
+    """The block's sum (or maximum) of one value per thread, through shared memory."""
     sh[tid] = value
     cuda.syncthreads()
     step = tpb // 2
     while step > 0:
         if tid < step:
-            sh[tid] += sh[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    total = sh[0]
-    cuda.syncthreads()
-    return total
-
-
-@cuda.jit(device=True, inline=True)
-def _block_max(sh, value, tid, tpb):
-    sh[tid] = value
-    cuda.syncthreads()
-    step = tpb // 2
-    while step > 0:
-        if tid < step:
-            sh[tid] = max(sh[tid], sh[tid + step])
+            sh[tid] = max(sh[tid], sh[tid + step]) if is_max else sh[tid] + sh[tid + step]
         cuda.syncthreads()
         step //= 2
     total = sh[0]
@@ -117,7 +103,7 @@ def _softmax_ce(z, labels, target, sparse, weights, smoothing, loss, out):
     m = -math.inf
     for j in range(tid, c, tpb):
         m = max(m, z[r, j])
-    m = _block_max(sh, m, tid, tpb)
+    m = _block_reduce(sh, m, tid, tpb, True)
     s, tz, ts = 0.0, 0.0, 0.0  # sum exp(z - m), sum t z, sum t
     t_label = labels[r] if sparse else -1
     for j in range(tid, c, tpb):
@@ -129,9 +115,9 @@ def _softmax_ce(z, labels, target, sparse, weights, smoothing, loss, out):
         tj = tj * (1.0 - smoothing) + smoothing / c
         tz += tj * zj
         ts += tj
-    s = _block_sum(sh, s, tid, tpb)
-    tz = _block_sum(sh, tz, tid, tpb)
-    ts = _block_sum(sh, ts, tid, tpb)
+    s = _block_reduce(sh, s, tid, tpb, False)
+    tz = _block_reduce(sh, tz, tid, tpb, False)
+    ts = _block_reduce(sh, ts, tid, tpb, False)
     k = (weights[0] if weights.shape[0] == 1 else weights[r]) / n
     for j in range(tid, c, tpb):
         tj = (1.0 if j == t_label else 0.0) if sparse else target[r, j]

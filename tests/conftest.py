@@ -52,6 +52,17 @@ def backend(request):
 
 
 @pytest.fixture
+def njit():
+    """The Numba kernels on for one test, even under XPNET_KERNELS=0."""
+    from xpnet import kernels
+
+    was = kernels.enabled()
+    kernels.enabled(True)
+    yield
+    kernels.enabled(was)
+
+
+@pytest.fixture
 def cpu():
     return get_backend("cpu")
 

@@ -77,3 +77,8 @@ def pool(x, pool_size, strides, pads, mode):
         y[(slice(None),) + o] = window.max(axis=axes) if mode == "max" else \
             window.mean(axis=axes)
     return y
+
+
+def channels_first(shape):
+    """A channels-last shape as channels-first."""
+    return (shape[0], shape[-1]) + tuple(shape[1:-1])

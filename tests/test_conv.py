@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conv_loops import channels_first
 from conv_loops import conv
 from conv_loops import conv_transpose
 from conv_loops import pads_for
@@ -12,23 +13,9 @@ from xpnet.kernels import conv as kconv
 from xpnet.kernels import reference_conv as ref
 
 
-@pytest.fixture
-def njit():
-    """The Numba kernels on for one test, even under XPNET_KERNELS=0."""
-    was = kernels.enabled()
-    kernels.enabled(True)
-    yield
-    kernels.enabled(was)
-
-
-def _first(shape):
-    """A channels-last shape as channels-first."""
-    return (shape[0], shape[-1]) + tuple(shape[1:-1])
-
-
 def _case(cls, kwargs, shape, data_format):
     kwargs = {**kwargs, "data_format": data_format}
-    return cls, kwargs, shape if data_format == "channels_last" else _first(shape)
+    return cls, kwargs, shape if data_format == "channels_last" else channels_first(shape)
 
 
 # Odd sizes on purpose: stride 2 on odd inputs, dilation, groups, even kernels with "same".

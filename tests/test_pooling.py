@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conv_loops import channels_first
 from conv_loops import pads_for
 from conv_loops import pool
 from harness import check_layer
@@ -10,24 +11,11 @@ from xpnet.kernels import conv as kconv
 from xpnet.kernels import reference_conv as ref
 
 
-@pytest.fixture
-def njit():
-    """The Numba kernels on for one test, even under XPNET_KERNELS=0."""
-    was = kernels.enabled()
-    kernels.enabled(True)
-    yield
-    kernels.enabled(was)
-
-
 def distinct(rng, shape):
     """Inputs whose values all differ by at least 1/size: no ties for max pooling, and
     central differences (eps 1e-6) never change a window's winner."""
     n = int(np.prod(shape))
     return rng.permutation(n).reshape(shape) / n * 2.0 - 1.0
-
-
-def _first(shape):
-    return (shape[0], shape[-1]) + tuple(shape[1:-1])
 
 
 POOLS = [
@@ -49,7 +37,7 @@ AVG = {1: layers.AveragePooling1D, 2: layers.AveragePooling2D, 3: layers.Average
 @pytest.mark.parametrize("mode", ["max", "avg"])
 def test_pooling_gradients(backend, mode, rank, kwargs, shape, data_format):
     cls = (MAX if mode == "max" else AVG)[rank]
-    shape = shape if data_format == "channels_last" else _first(shape)
+    shape = shape if data_format == "channels_last" else channels_first(shape)
     check_layer(backend, cls, {**kwargs, "data_format": data_format}, input_shape=shape,
                 x_fn=distinct if mode == "max" else None, expected_num_params=0)
 
@@ -133,7 +121,7 @@ GLOBAL = [
 def test_global_pooling_gradients(backend, cls, shape, data_format, keepdims):
     rank = len(shape) - 2
     c = shape[-1]
-    shape = shape if data_format == "channels_last" else _first(shape)
+    shape = shape if data_format == "channels_last" else channels_first(shape)
     want = (shape[0], c) if not keepdims else \
         ((shape[0],) + (1,) * rank + (c,) if data_format == "channels_last"
          else (shape[0], c) + (1,) * rank)

@@ -1,12 +1,9 @@
 import numpy as np
 import pytest
+from conv_loops import channels_first
 from harness import check_layer
 
 from xpnet import layers
-
-
-def _first(shape):
-    return (shape[0], shape[-1]) + tuple(shape[1:-1])
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
@@ -24,7 +21,7 @@ def _first(shape):
 ])
 def test_spatial_layers_gradients(backend, cls, kwargs, shape, out, data_format):
     if data_format == "channels_first":
-        shape, out = _first(shape), _first(out)
+        shape, out = channels_first(shape), channels_first(out)
     check_layer(backend, cls, {**kwargs, "data_format": data_format}, input_shape=shape,
                 expected_output_shape=out, expected_num_params=0)
 
