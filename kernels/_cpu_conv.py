@@ -1,62 +1,29 @@
 """``numba.njit`` kernels for 2-D windows on channels-last NumPy arrays (1-D runs as 2-D
-with a unit axis): im2col, col2im, max pooling and its gradient, and the bias + ReLU passes.
+with a unit axis): im2col, col2im, max pooling and its gradient, the bias + ReLU passes,
+and the kernel gradient of a convolution with few input channels.
 
 The array-API engine (``reference_conv.py``) stacks K strided slices of a padded copy; these
 loops read the input once, treat out-of-range pixels as padding without building the padded
-copy, and write each output once. They win where the channel axis is long enough for the
-inner copy loop to matter (benchmarks/RESULTS.md, "Convolutions"); for one channel NumPy's
-strided copies are faster and the dispatcher keeps them.
+copy, and write each output once (benchmarks/RESULTS.md, "Convolutions").
 
-Each kernel is compiled twice from one source: serial (the default, as ``_cpu.py``), and
-parallel over its outer ``prange`` loop, which the dispatcher uses for arrays of a million
-elements or more when Numba has more than one thread. Quiet, the parallel variants halve
-these memory-bound passes on 2 cores; with the other core busy, every parallel region waits
-a scheduler tick (8 ms; TOOLCHAIN.md, section 3), so on a shared machine set
-``NUMBA_NUM_THREADS=1``. The variants are separate Python functions because Numba's cache
-key ignores the jit flags (TOOLCHAIN.md).
+All are serial and release the GIL: :mod:`xpnet.kernels.conv` runs them on chunks of the
+batch side by side (:mod:`xpnet.kernels.threads`).
 """
-
-import types
 
 import numba
 import numpy as np
-from numba import prange
 
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True, "boundscheck": False}
+_njit = numba.njit(**_OPTIONS)
 
 
-class _Kernel:
-    """A kernel with a serial and a (lazily compiled) parallel variant."""
-
-    def __init__(self, f):
-        self.serial = numba.njit(**_OPTIONS)(f)
-        twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_parallel",
-                                  f.__defaults__, f.__closure__)
-        twin.__qualname__ = f.__qualname__ + "_parallel"
-        self._twin, self._parallel = twin, None
-        self.__doc__ = f.__doc__
-
-    @property
-    def parallel(self):
-        if self._parallel is None:
-            self._parallel = numba.njit(parallel=True, **_OPTIONS)(self._twin)
-        return self._parallel
-
-    def __call__(self, *args, parallel=False):
-        return (self.parallel if parallel else self.serial)(*args)
-
-
-def threads():
-    return numba.get_num_threads()
-
-
-@_Kernel
+@_njit
 def im2col(x, out, kh, kw, sh, sw, dh, dw, ph, pw):
     """``out[b, i, j, (a*kw + e)*C + c] = x[b, i*sh + a*dh - ph, j*sw + e*dw - pw, c]``,
     zero outside ``x``. ``out`` is (n, oh, ow, kh*kw*C)."""
     n, h, w, c = x.shape
     oh, ow = out.shape[1], out.shape[2]
-    for b in prange(n):
+    for b in range(n):
         for i in range(oh):
             for j in range(ow):
                 for a in range(kh):
@@ -72,13 +39,13 @@ def im2col(x, out, kh, kw, sh, sw, dh, dw, ph, pw):
                                 out[b, i, j, base + ch] = 0.0
 
 
-@_Kernel
+@_njit
 def col2im(cols, dx, kh, kw, sh, sw, dh, dw, ph, pw):
     """The adjoint of :func:`im2col`: ``dx`` (n, h, w, C) = the sum of the columns that
     read each pixel. ``dx`` is overwritten."""
     n, h, w, c = dx.shape
     oh, ow = cols.shape[1], cols.shape[2]
-    for b in prange(n):
+    for b in range(n):
         dx[b] = 0.0
         for i in range(oh):
             for a in range(kh):
@@ -95,13 +62,13 @@ def col2im(cols, dx, kh, kw, sh, sw, dh, dw, ph, pw):
                             dx[b, r, q, ch] += cols[b, i, j, base + ch]
 
 
-@_Kernel
+@_njit
 def max_pool(x, y, arg, kh, kw, sh, sw, ph, pw):
     """Window maxima into ``y`` and the winning offset ``a*kw + e`` into ``arg``; the first
     maximum wins ties; pixels outside ``x`` (the padding) never win."""
     n, h, w, c = x.shape
     oh, ow = y.shape[1], y.shape[2]
-    for b in prange(n):
+    for b in range(n):
         for i in range(oh):
             for j in range(ow):
                 for ch in range(c):
@@ -123,13 +90,13 @@ def max_pool(x, y, arg, kh, kw, sh, sw, ph, pw):
                                 arg[b, i, j, ch] = k
 
 
-@_Kernel
+@_njit
 def max_pool_grad(dy, arg, dx, kh, kw, sh, sw, ph, pw):
     """``dy`` routed to each window's winner, summed where windows overlap. ``dx`` is
     overwritten."""
     n, h, w, c = dx.shape
     oh, ow = dy.shape[1], dy.shape[2]
-    for b in prange(n):
+    for b in range(n):
         dx[b] = 0.0
         for i in range(oh):
             for j in range(ow):
@@ -141,14 +108,14 @@ def max_pool_grad(dy, arg, dx, kh, kw, sh, sw, ph, pw):
                         dx[b, r, q, ch] += dy[b, i, j, ch]
 
 
-@_Kernel
+@_njit
 def max_pool_grad_tiled(dy, arg, dx, kh, kw):
     """:func:`max_pool_grad` for windows at stride == pool size without padding: every pixel
     of ``dx`` is written once, each window's winner with ``dy`` and the rest (and the rows
     and columns no window reaches) with 0."""
     n, h, w, c = dx.shape
     oh, ow = dy.shape[1], dy.shape[2]
-    for b in prange(n):
+    for b in range(n):
         for i in range(oh):
             for a in range(kh):
                 r = i * kh + a
@@ -167,31 +134,76 @@ def max_pool_grad_tiled(dy, arg, dx, kh, kw):
                     dx[b, r, q, ch] = 0.0
 
 
-@_Kernel
+@_njit
 def bias_relu(z, bias):
     """In place: ``z = max(z + bias, 0)`` on rows (M, F)."""
     m, f = z.shape
-    for i in prange(m):
+    for i in range(m):
         for j in range(f):
             v = z[i, j] + bias[j]
             z[i, j] = v if v > 0 else 0.0
 
 
-@_Kernel
+@_njit
 def relu_grad_bias(dy, y, dz, db):
     """``dz = dy * (y > 0)`` on rows (M, F), and ``db += sum(dz, axis=0)``: one pass over
-    memory (this is bandwidth-bound: 0.68 ms at 43264x32, against 0.63 + 0.19 ms apart).
-    The rows are split in 8 blocks, each with its own partial sums, for the parallel loop."""
+    memory (0.68 ms at 43264x32, against 0.63 + 0.19 ms apart)."""
     m, f = dy.shape
-    blocks = 8
-    step = (m + blocks - 1) // blocks
-    acc = np.zeros((blocks, f), dtype=dy.dtype)
-    for t in prange(blocks):
-        for i in range(t * step, min(m, (t + 1) * step)):
-            for j in range(f):
-                g = dy[i, j] * (y[i, j] > 0)
-                dz[i, j] = g
-                acc[t, j] += g
-    for t in range(blocks):
+    acc = np.zeros(f, dtype=db.dtype)  # not db itself: see grad_narrow
+    for i in range(m):
         for j in range(f):
-            db[j] += acc[t, j]
+            g = dy[i, j] * (y[i, j] > 0)
+            dz[i, j] = g
+            acc[j] += g
+    for j in range(f):
+        db[j] += acc[j]
+
+
+@_njit
+def grad_narrow(cols, dy, y, dk_out, db_out, relu):
+    """``dk_out += cols.T @ g`` and ``db_out += sum(g, axis=0)`` with ``g = dy * (y > 0)``
+    under ``relu`` (else ``dy``), for columns (P, m) of few values (a first layer's one or
+    three channels); ``g`` is never stored, its rows pass four at a time through a small
+    buffer.
+
+    OpenBLAS's product of this shape (m x P by P x F) does not speed up when two threads
+    call it at once (0.9 ms alone, 1.2 ms as two concurrent halves at m=9, P=43264, F=32);
+    this loop does (0.88 ms alone, 0.5 ms as two halves).
+
+    The sums go to arrays this call allocates and only then into the outputs: two threads'
+    small output arrays can share a cache line. (Rebinding the argument names to the new
+    arrays instead made the loop 2x slower.)"""
+    p_total, m = cols.shape
+    n = dy.shape[1]
+    g = np.empty((4, n), dtype=dy.dtype)
+    dk = np.zeros((m, n), dtype=dk_out.dtype)
+    db = np.zeros(n, dtype=db_out.dtype)
+    for p0 in range(0, p_total, 4):
+        rows = min(4, p_total - p0)
+        for r in range(rows):
+            if relu:
+                for t in range(n):
+                    v = dy[p0 + r, t] * (y[p0 + r, t] > 0)
+                    g[r, t] = v
+                    db[t] += v
+            else:
+                for t in range(n):
+                    v = dy[p0 + r, t]
+                    g[r, t] = v
+                    db[t] += v
+        if rows == 4:
+            g0, g1, g2, g3 = g[0], g[1], g[2], g[3]
+            for k in range(m):
+                c0, c1 = cols[p0, k], cols[p0 + 1, k]
+                c2, c3 = cols[p0 + 2, k], cols[p0 + 3, k]
+                acc = dk[k]
+                for t in range(n):
+                    acc[t] += c0 * g0[t] + c1 * g1[t] + c2 * g2[t] + c3 * g3[t]
+        else:
+            for r in range(rows):
+                for k in range(m):
+                    c = cols[p0 + r, k]
+                    for t in range(n):
+                        dk[k, t] += c * g[r, t]
+    dk_out += dk
+    db_out += db

@@ -3,12 +3,17 @@
 ``_cpu_conv.py`` for NumPy arrays of rank 1 or 2 where they measured faster
 (``benchmarks/conv.py``; figures in benchmarks/RESULTS.md, "Convolutions").
 
+On NumPy, :func:`conv_fused_forward` and :func:`conv_fused_backward` run a convolution with
+its bias and ReLU as one pipeline per chunk of the batch, the chunks side by side on
+:mod:`xpnet.kernels.threads`: im2col, the product and the bias + ReLU pass one micro-batch
+at a time, so the columns are multiplied while they are still in the cache.
+
 Layers call these functions, never the engine or the kernels directly.
 """
 
 import importlib
-import os
 
+import numpy as np
 from array_api_compat import is_numpy_namespace
 
 from xpnet.backend import namespace
@@ -17,6 +22,7 @@ from xpnet.kernels import activation
 from xpnet.kernels import activation_grad
 from xpnet.kernels import enabled
 from xpnet.kernels import reference_conv as ref
+from xpnet.kernels import threads
 from xpnet.kernels.reference_conv import Window
 from xpnet.kernels.reference_conv import output_length
 from xpnet.kernels.reference_conv import transpose_output_length
@@ -35,6 +41,9 @@ __all__ = [
     "col2im",
     "conv_forward",
     "conv_backward",
+    "conv_fused_forward",
+    "conv_fused_backward",
+    "FusedContext",
     "conv_transpose_forward",
     "conv_transpose_backward",
     "max_pool",
@@ -44,7 +53,6 @@ __all__ = [
     "bias_grad",
     "bias_activation",
     "activation_bias_grad",
-    "parallel",
 ]
 
 # im2col/col2im: with one input channel the njit copy loop runs one element per window
@@ -52,12 +60,13 @@ __all__ = [
 # the loops win (64x13x13x32: 0.7 vs 2.0 ms im2col, 0.7 vs 3.9 ms col2im).
 _MIN_CHANNELS = 2
 
-# Arrays from this size on take the parallel variants of the loops (when Numba has more than
-# one thread): on 2 quiet cores im2col 0.58 -> 0.36 ms, col2im 0.56 -> 0.25, ReLU-grad + bias
-# 0.78 -> 0.38 (benchmarks/RESULTS.md); below about a million elements the thread start-up
-# eats the gain (TOOLCHAIN.md, section 3).
-_PARALLEL_MIN = 1 << 20
-_PARALLEL = [os.environ.get("XPNET_PARALLEL_KERNELS", "0") == "1"]
+# Columns up to this wide (window taps x input channels: a first layer's one or three
+# channels) take their kernel gradient from ``_cpu_conv.grad_narrow`` instead of OpenBLAS.
+_NARROW = 32
+
+# The forward pipeline's micro-batch: as many images as keep their im2col columns within
+# this many bytes (the L2 cache is 2-4 MB a core on the machines measured).
+_MICRO_BYTES = 1 << 20
 
 _CPU = []
 
@@ -74,24 +83,9 @@ def _njit_ok(xp, win, a):
             and a.dtype.kind == "f")
 
 
-def parallel(value=None):
-    """Whether large im2col/col2im/pooling/ReLU passes run on all of Numba's threads;
-    ``parallel(True)`` turns that on (as does ``XPNET_PARALLEL_KERNELS=1``), ``parallel(False)``
-    off (the default).
-
-    Off by default: NumPy's OpenBLAS threads spin for about 0.1 s after each matrix product,
-    and Numba's OpenMP threads then fight them for the cores (a CNN step went from 16 to
-    30 ms). With both told to sleep when idle, ``OPENBLAS_THREAD_TIMEOUT=4
-    OMP_WAIT_POLICY=passive`` (set before NumPy is imported), turning this on made the step
-    13 % faster (benchmarks/RESULTS.md, "Convolutions").
-    """
-    if value is not None:
-        _PARALLEL[0] = bool(value)
-    return _PARALLEL[0]
-
-
-def _parallel(size):
-    return _PARALLEL[0] and size >= _PARALLEL_MIN and _cpu().threads() > 1
+def _chunks(fn, n):
+    """``fn(start, stop)`` over the batch ``range(n)`` in one chunk per thread."""
+    return threads.run(fn, n)
 
 
 def _as2d(win):
@@ -130,7 +124,9 @@ def im2col(x, win, xp=None):
     x4 = _c4(x, one)
     out = xp.empty((x4.shape[0],) + ((1,) if one else ()) + win.out_sizes +
                    (win.size * x.shape[-1],), dtype=x.dtype)
-    _cpu().im2col(x4, out, kh, kw, sh, sw, dh, dw, ph, pw, parallel=_parallel(out.size))
+    cpu = _cpu()
+    _chunks(lambda i, j: cpu.im2col(x4[i:j], out[i:j], kh, kw, sh, sw, dh, dw, ph, pw),
+            x4.shape[0])
     return out.reshape((x.shape[0],) + win.out_sizes + (win.size, x.shape[-1]))
 
 
@@ -146,7 +142,8 @@ def col2im(cols, win, xp=None):
     n = cols.shape[0]
     c4 = _c4(cols, False).reshape((n,) + ((1,) if one else ()) + win.out_sizes + (-1,))
     dx = xp.empty((n,) + ((1,) if one else ()) + win.in_sizes + (c,), dtype=cols.dtype)
-    _cpu().col2im(c4, dx, kh, kw, sh, sw, dh, dw, ph, pw, parallel=_parallel(c4.size))
+    cpu = _cpu()
+    _chunks(lambda i, j: cpu.col2im(c4[i:j], dx[i:j], kh, kw, sh, sw, dh, dw, ph, pw), n)
     return dx.reshape((n,) + win.in_sizes + (c,))
 
 
@@ -160,6 +157,139 @@ def conv_backward(dz, cols, kernel, win, groups=1, need_dx=True):
     """``(dkernel, dx)`` of :func:`conv_forward`; ``dx`` is None without ``need_dx``."""
     return ref.conv_backward(dz, cols, kernel, win, groups, namespace(dz, kernel), need_dx,
                              col2im)
+
+
+class FusedContext:
+    """What :func:`conv_fused_backward` needs: the columns, the ReLU output (or None), the
+    2-D geometry and the layout."""
+
+    __slots__ = ("cols", "y4", "win", "geometry", "one_d")
+
+    def __init__(self, cols, y4, win, geometry, one_d):
+        self.cols, self.y4, self.win, self.geometry, self.one_d = cols, y4, win, geometry, one_d
+
+
+def _micro(n_pixels, row_values, itemsize):
+    """Images per micro-batch: their im2col columns fit in ``_MICRO_BYTES``."""
+    return max(1, _MICRO_BYTES // max(1, n_pixels * row_values * itemsize))
+
+
+def conv_fused_forward(x, kernel, bias, win, groups, kind):
+    """``(y, ctx)``: ``activation(conv(x, kernel) + bias)`` on channels-last ``x`` in one
+    chunked pass, for NumPy, ``groups == 1``, rank 1 or 2, ``kind`` None or "relu" and one
+    float dtype; None where these do not hold (the caller then composes
+    :func:`conv_forward` and :func:`bias_activation`)."""
+    xp = namespace(x, kernel)
+    if (groups != 1 or kind not in (None, "relu") or not _njit_ok(xp, win, x)
+            or x.dtype != kernel.dtype or (bias is not None and bias.dtype != x.dtype)):
+        return None
+    relu, cpu = kind == "relu", _cpu()
+    geometry = _as2d(win)
+    one = len(win.ksize) == 1
+    x4 = _c4(x, one)
+    n, c, f = x.shape[0], x.shape[-1], kernel.shape[-1]
+    oh, ow = ((1,) if one else ()) + win.out_sizes
+    kc = win.size * c
+    y4 = np.empty((n, oh, ow, f), dtype=x.dtype)
+    w2 = kernel.reshape((kc, f))
+    cols = x4 if win.identity else np.empty((n, oh, ow, kc), dtype=x.dtype)
+    mb = _micro(oh * ow, kc, x.itemsize)
+
+    def forward(i, j):
+        for s in range(i, j, mb):
+            e = min(j, s + mb)
+            if not win.identity:
+                _im2col_into(x4[s:e], cols[s:e], geometry, cpu)
+            z2 = y4[s:e].reshape((-1, f))
+            np.matmul(cols[s:e].reshape((-1, kc)), w2, out=z2)
+            if relu:
+                cpu.bias_relu(z2, bias if bias is not None else np.zeros(f, dtype=x.dtype))
+            elif bias is not None:
+                z2 += bias
+
+    _chunks(forward, n)
+    return _out(y4, x.ndim), FusedContext(cols, y4 if relu else None, win, geometry, one)
+
+
+def conv_fused_backward(ctx, dy, kernel, need_dx=True):
+    """``(dkernel, dbias, dx)`` of :func:`conv_fused_forward` for channels-last ``dy``:
+    the ReLU mask, the bias sum, the kernel gradient and (``need_dx``) the input gradient,
+    per chunk of the batch; ``dx`` is None without ``need_dx``."""
+    cpu = _cpu()
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = ctx.geometry
+    dy4 = _c4(dy, ctx.one_d)
+    n, oh, ow, f = dy4.shape
+    relu = ctx.y4 is not None
+    c = kernel.shape[-2]
+    kc = kh * kw * c
+    h, w = ((1,) + ctx.win.in_sizes) if ctx.one_d else ctx.win.in_sizes
+    dx4 = np.empty((n, h, w, c), dtype=dy.dtype) if need_dx else None
+    w2 = kernel.reshape((kc, f))
+    mb = _micro(oh * ow, kc, dy.itemsize)
+
+    def backward(i, j):
+        dz2 = dy4[i:j].reshape((-1, f))
+        cols2 = ctx.cols[i:j].reshape((-1, kc))
+        db = np.zeros(f, dtype=dy.dtype)
+        if kc <= _NARROW and not need_dx:  # the first layer: no dz, no product
+            dk = np.zeros((kc, f), dtype=dy.dtype)
+            cpu.grad_narrow(cols2, dz2, ctx.y4[i:j].reshape((-1, f)) if relu else dz2, dk,
+                            db, relu)
+            return dk, db
+        if relu:
+            dz2 = np.empty_like(dz2)
+            cpu.relu_grad_bias(dy4[i:j].reshape((-1, f)), ctx.y4[i:j].reshape((-1, f)), dz2,
+                               db)
+        else:
+            db += np.ones(dz2.shape[0], dtype=dy.dtype) @ dz2
+        dk = cols2.T @ dz2
+        if need_dx:
+            dcols = None if ctx.win.identity else np.empty((mb * oh * ow, kc), dtype=dy.dtype)
+            for s in range(i, j, mb):
+                e = min(j, s + mb)
+                lo, hi = (s - i) * oh * ow, (e - i) * oh * ow
+                if ctx.win.identity:
+                    np.matmul(dz2[lo:hi], w2.T, out=dx4[s:e].reshape((-1, c)))
+                    continue
+                part = dcols[:hi - lo]
+                np.matmul(dz2[lo:hi], w2.T, out=part)
+                cpu.col2im(part.reshape((e - s, oh, ow, kc)), dx4[s:e], kh, kw, sh, sw, dh, dw,
+                           ph, pw)
+        return dk, db
+
+    parts = _chunks(backward, n)
+    dk, db = parts[0]
+    for p in parts[1:]:
+        dk += p[0]
+        db += p[1]
+    dx = _out(dx4, dy.ndim) if need_dx else None
+    return dk.reshape(kernel.shape), db, dx
+
+
+def _im2col_into(x4, cols, geometry, cpu):
+    """im2col of 4-D ``x4`` into ``cols`` (n, oh, ow, K*C): the njit loop, or for one channel
+    NumPy's strided slices of a padded copy (0.46 against 1.3 ms at 64x28x28x1)."""
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = geometry
+    n, h, w, c = x4.shape
+    oh, ow = cols.shape[1], cols.shape[2]
+    if c >= _MIN_CHANNELS:
+        cpu.im2col(x4, cols, kh, kw, sh, sw, dh, dw, ph, pw)
+        return
+    rows, width = (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+    if (ph, pw) != (0, 0) or rows > h or width > w:
+        xpad = np.zeros((n, max(rows, h + ph), max(width, w + pw), c), dtype=x4.dtype)
+        xpad[:, ph:ph + h, pw:pw + w] = x4
+        x4 = xpad
+    for a in range(kh):
+        for e in range(kw):
+            tap = (a * kw + e) * c
+            r, q = a * dh, e * dw
+            cols[..., tap:tap + c] = x4[:, r:r + (oh - 1) * sh + 1:sh, q:q + (ow - 1) * sw + 1:sw]
+
+
+def _out(a4, ndim):
+    """A 4-D result in the caller's rank (a 1-D layout loses its unit axis)."""
+    return a4.reshape((a4.shape[0],) + a4.shape[2:]) if ndim == 3 else a4
 
 
 def conv_transpose_forward(x, kernel, win):
@@ -184,7 +314,9 @@ def max_pool(x, win):
     shape = (x4.shape[0],) + ((1,) if one else ()) + win.out_sizes + (x.shape[-1],)
     y = xp.empty(shape, dtype=x.dtype)
     arg = xp.empty(shape, dtype=xp.int8 if win.size < 128 else xp.int16)
-    _cpu().max_pool(x4, y, arg, kh, kw, sh, sw, ph, pw, parallel=_parallel(x4.size))
+    cpu = _cpu()
+    _chunks(lambda i, j: cpu.max_pool(x4[i:j], y[i:j], arg[i:j], kh, kw, sh, sw, ph, pw),
+            x4.shape[0])
     out = (x.shape[0],) + win.out_sizes + (x.shape[-1],)
     return y.reshape(out), arg.reshape(out)
 
@@ -200,10 +332,13 @@ def max_pool_grad(dy, arg, win):
     dx = xp.empty((dy.shape[0],) + ((1,) if one else ()) + win.in_sizes + (dy.shape[-1],),
                   dtype=dy.dtype)
     if (sh, sw) == (kh, kw) and not win.padded:  # disjoint windows: one write per pixel
-        _cpu().max_pool_grad_tiled(dy4, arg4, dx, kh, kw, parallel=_parallel(dx.size))
+        def grad(i, j):
+            cpu.max_pool_grad_tiled(dy4[i:j], arg4[i:j], dx[i:j], kh, kw)
     else:
-        _cpu().max_pool_grad(dy4, arg4, dx, kh, kw, sh, sw, ph, pw,
-                              parallel=_parallel(dx.size))
+        def grad(i, j):
+            cpu.max_pool_grad(dy4[i:j], arg4[i:j], dx[i:j], kh, kw, sh, sw, ph, pw)
+    cpu = _cpu()
+    _chunks(grad, dx.shape[0])
     return dx.reshape((dy.shape[0],) + win.in_sizes + (dy.shape[-1],))
 
 
@@ -245,7 +380,8 @@ def bias_activation(z, bias, kind, alpha=None):
     xp = namespace(z)
     if kind == "relu" and _fusable(xp, kind, z):
         b = bias if bias is not None else xp.zeros(z.shape[-1], dtype=z.dtype)
-        _cpu().bias_relu(z.reshape(-1, z.shape[-1]), b, parallel=_parallel(z.size))
+        z2, cpu = z.reshape(-1, z.shape[-1]), _cpu()
+        _chunks(lambda i, j: cpu.bias_relu(z2[i:j], b), z2.shape[0])
         return z, z
     if bias is not None:
         z += bias
@@ -263,9 +399,14 @@ def activation_bias_grad(kind, dy, saved, alpha=None, with_bias=True):
     if kind == "relu" and with_bias and _fusable(xp, kind, dy) and _fusable(xp, kind, saved):
         f = dy.shape[-1]
         dz = xp.empty_like(dy)
-        db = xp.zeros(f, dtype=dy.dtype)
-        _cpu().relu_grad_bias(dy.reshape(-1, f), saved.reshape(-1, f), dz.reshape(-1, f), db,
-                              parallel=_parallel(dy.size))
-        return dz, db
+        dy2, y2, dz2 = (a.reshape(-1, f) for a in (dy, saved, dz))
+        cpu = _cpu()
+
+        def grad(i, j):
+            db = np.zeros(f, dtype=dy.dtype)
+            cpu.relu_grad_bias(dy2[i:j], y2[i:j], dz2[i:j], db)
+            return db
+
+        return dz, sum(_chunks(grad, dy2.shape[0]))
     dz = dy if kind is None else activation_grad(kind, dy, saved, alpha)
     return dz, (bias_grad(dz) if with_bias else None)

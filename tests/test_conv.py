@@ -384,64 +384,114 @@ def test_conv_kernel_regularizer_adds_to_the_loss(cpu):
     assert model.test_on_batch(x, y) == pytest.approx(plain + penalty, rel=1e-5)
 
 
-def test_parallel_kernel_variants_match_serial():
-    """Each njit loop also compiles with ``prange`` over its outer axis
-    (``kernels.conv.parallel``); both variants give the same numbers."""
-    from xpnet.kernels import _cpu_conv as cpu
+@pytest.mark.parametrize("kernel_size, c", [(3, 4), (2, 1)])
+def test_threaded_chunks_match_one_thread(kernel_size, c):
+    """Every NumPy pass splits the batch over ``kernels.threads``; on 3 threads (uneven
+    chunks of a batch of 7) each gives the numbers it gives on one."""
+    from xpnet.kernels import conv as kconv
+    from xpnet.kernels import threads
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 7, 6, 4)).astype(np.float32)
-    args = (3, 3, 2, 1, 1, 1, 1, 1)  # kh kw sh sw dh dw ph pw
-    outs = []
-    for parallel in (False, True):
-        cols = np.empty((3, 4, 6, 36), np.float32)
-        cpu.im2col(x, cols, *args, parallel=parallel)
-        back = np.empty_like(x)
-        cpu.col2im(cols, back, *args, parallel=parallel)
-        y, arg = np.empty((3, 3, 3, 4), np.float32), np.empty((3, 3, 3, 4), np.int8)
-        cpu.max_pool(x, y, arg, 2, 2, 2, 2, 0, 0, parallel=parallel)
-        dx = np.empty_like(x)
-        cpu.max_pool_grad_tiled(y, arg, dx, 2, 2, parallel=parallel)
-        dx2 = np.empty_like(x)
-        cpu.max_pool_grad(y, arg, dx2, 3, 3, 2, 2, 1, 1, parallel=parallel)
-        z = x.reshape(-1, 4).copy()
-        cpu.bias_relu(z, np.arange(4, dtype=np.float32) - 2, parallel=parallel)
-        dz, db = np.empty_like(z), np.zeros(4, np.float32)
-        cpu.relu_grad_bias(x.reshape(-1, 4), z, dz, db, parallel=parallel)
-        outs.append([cols, back, y, arg, dx, dx2, z, dz, db])
-    for serial, parallel in zip(*outs):
-        np.testing.assert_allclose(parallel, serial, rtol=1e-6, atol=1e-6)
+    x = rng.standard_normal((7, 9, 8, c)).astype(np.float32)
+    kernel = rng.standard_normal((kernel_size, kernel_size, c, 5)).astype(np.float32)
+    bias = rng.standard_normal(5).astype(np.float32)
+    win = kconv.window((9, 8), (kernel_size,) * 2, (2, 1), (1, 1), "same")
+    pool = kconv.window((9, 8), (3, 3), (2, 2), (1, 1), "same")
+
+    def passes():
+        y, ctx = kconv.conv_fused_forward(x, kernel, bias, win, 1, "relu")
+        dy = np.cos(y)
+        dk, db, dx = kconv.conv_fused_backward(ctx, dy, kernel)
+        dk1, db1, _ = kconv.conv_fused_backward(ctx, dy, kernel, need_dx=False)
+        cols = kconv.im2col(x, win)
+        back = kconv.col2im(cols, win)
+        pooled, arg = kconv.max_pool(x, pool)
+        dpool = kconv.max_pool_grad(pooled, arg, pool)
+        z, _ = kconv.bias_activation(x.reshape(-1, c) + 0, bias[:c], "relu")
+        dz, dbias = kconv.activation_bias_grad("relu", np.sin(z), z)
+        return [y, dk, db, dx, dk1, db1, cols, back, pooled, arg, dpool, z, dz, dbias]
+
+    with threads.using(1):
+        one = passes()
+    with threads.using(3):
+        assert threads.count() == 3
+        three = passes()
+    for a, b in zip(one, three):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
-def test_parallel_switch_routes_large_arrays(cpu, monkeypatch):
+FUSED_CASES = [
+    # (spatial sizes, channels, kernel, strides, dilation, padding)
+    ((9, 8), 1, (3, 3), (1, 1), (1, 1), "valid"),     # one channel: NumPy's slices
+    ((9, 8), 3, (3, 2), (2, 1), (1, 1), "same"),      # stride, even kernel, padding
+    ((10, 9), 2, (3, 3), (1, 1), (2, 2), "same"),     # dilation
+    ((9, 8), 5, (3, 3), (2, 2), (1, 1), "same"),      # wide columns: OpenBLAS's dkernel
+    ((7, 7), 4, (1, 1), (1, 1), (1, 1), "valid"),     # pointwise: columns are the input
+    ((6, 5), 40, (1, 1), (1, 1), (1, 1), "valid"),    # pointwise, wide
+    ((11,), 2, (4,), (1,), (1,), "causal"),           # 1-D
+    ((11,), 9, (4,), (2,), (1,), "same"),             # 1-D, stride
+]
+
+
+@pytest.mark.parametrize("kind", [None, "relu"])
+@pytest.mark.parametrize("sizes, c, k, s, d, padding", FUSED_CASES)
+def test_fused_conv_matches_the_engine(sizes, c, k, s, d, padding, kind):
+    """The chunked NumPy pipeline (im2col + product with bias and ReLU; the narrow kernel
+    gradient without ``dx``) against the array-API engine composed with the bias and the
+    activation, float64, 2 threads."""
+    from xpnet.kernels import reference_conv as ref
+    from xpnet.kernels import threads
+    from xpnet.kernels.reference import activation_grad
+
+    rng = np.random.default_rng(len(sizes) * 100 + c)
+    x = rng.standard_normal((5,) + sizes + (c,))
+    kernel = rng.standard_normal(k + (c, 6))
+    bias = rng.standard_normal(6)
+    win = kconv.window(sizes, k, s, d, padding)
+    with threads.using(2):
+        y, ctx = kconv.conv_fused_forward(x, kernel, bias, win, 1, kind)
+        dy = rng.standard_normal(y.shape)
+        dk, db, dx = kconv.conv_fused_backward(ctx, dy, kernel)
+        dk2, db2, none = kconv.conv_fused_backward(ctx, dy, kernel, need_dx=False)
+    z, cols = ref.conv_forward(x, kernel, win, 1, np)
+    z = z + bias
+    want = z if kind is None else np.maximum(z, 0)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    dz = dy if kind is None else activation_grad("relu", dy, want, np)
+    dk_ref, dx_ref = ref.conv_backward(dz, cols, kernel, win, 1, np)
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, dz.reshape(-1, 6).sum(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dk2, dk, rtol=1e-12)
+    assert none is None
+
+
+def test_fused_conv_dispatch(monkeypatch):
+    """Which convolutions take the fused NumPy pipeline, and which loops inside it."""
     from xpnet.kernels import _cpu_conv
 
     calls = []
-    original = _cpu_conv.im2col
-
-    def spy(*args, parallel=False):
-        calls.append(parallel)
-        return original(*args, parallel=parallel)
-
-    monkeypatch.setattr(_cpu_conv, "im2col", spy)
-    monkeypatch.setattr(_cpu_conv, "threads", lambda: 2)
-    monkeypatch.setattr(kconv, "_PARALLEL_MIN", 100)
-    layer = layers.Conv2D(4, 3, padding="same", activation="relu", dtype="float64")
-    x = np.random.default_rng(0).standard_normal((2, 5, 6, 3))
-    was, was_enabled = kconv.parallel(), kernels.enabled()
-    try:
-        kernels.enabled(True)  # even under XPNET_KERNELS=0
-        kconv.parallel(True)
-        y_par = layer(x)
-        layer(x[:, :2, :2, :])  # 2*2*2*27 = 216 column entries: still parallel
-        layer(x[:1, :1, :1, :])  # 27 entries: below the threshold, serial
-        kconv.parallel(False)
-        y_ser = layer(x)
-    finally:
-        kconv.parallel(was)
-        kernels.enabled(was_enabled)
-    assert calls == [True, True, False, False]
-    np.testing.assert_allclose(y_par, y_ser, rtol=1e-12)
+    for name in ("im2col", "grad_narrow"):
+        original = getattr(_cpu_conv, name)
+        monkeypatch.setattr(_cpu_conv, name, lambda *a, _f=original, _n=name: (
+            calls.append(_n), _f(*a))[1])
+    rng = np.random.default_rng(0)
+    win = kconv.window((6, 6), (3, 3), (1, 1), (1, 1), "valid")
+    for c in (1, 3, 4):  # 9, 27 and 36 values a pixel
+        x = rng.standard_normal((2, 6, 6, c)).astype(np.float32)
+        k = rng.standard_normal((3, 3, c, 4)).astype(np.float32)
+        y, ctx = kconv.conv_fused_forward(x, k, None, win, 1, "relu")
+        kconv.conv_fused_backward(ctx, y, k, need_dx=False)
+        kconv.conv_fused_backward(ctx, y, k, need_dx=True)
+    # one channel: slices, no im2col loop; a kernel gradient alone on narrow columns:
+    # grad_narrow; with dx, or on wide columns: the product
+    assert calls == ["grad_narrow", "im2col", "grad_narrow", "im2col"]
+    x4 = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    k4 = np.ones((3, 3, 2, 4), np.float32)
+    assert kconv.conv_fused_forward(x4, k4, None, win, 2, "relu") is None      # groups
+    k4 = np.ones((3, 3, 4, 4), np.float32)
+    assert kconv.conv_fused_forward(x4, k4, None, win, 1, "tanh") is None      # activation
+    assert kconv.conv_fused_forward(x4, k4.astype(np.float64), None, win, 1, None) is None
 
 
 @pytest.mark.parametrize("layer,shape,macs", [

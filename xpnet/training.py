@@ -5,6 +5,7 @@ index there, and reads losses and metrics back to the host only when a progress 
 the end of an epoch reports them.
 """
 
+import contextlib
 import math
 import os
 
@@ -16,6 +17,7 @@ from xpnet import optimizers
 from xpnet.data_adapter import DataAdapter
 from xpnet.data_adapter import shape_of
 from xpnet.data_adapter import take_batch
+from xpnet.kernels import threads
 from xpnet.layers.base import ActivatedLayer
 from xpnet.nonfinite import NonFiniteLossError
 from xpnet.packing import FlatParams
@@ -325,7 +327,7 @@ class Trainer(DataAdapter):
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
         self.stop_training = False
-        with self.backend.limit_threads(self._blas_threads(batch_size)):
+        with self._cpu_threads(batch_size):
             return self._run_epochs(xs, ys, sw, val, n, batch_size, steps, epochs,
                                     initial_epoch, shuffle, cb, cbs, validation_batch_size,
                                     validation_freq)
@@ -375,21 +377,30 @@ class Trainer(DataAdapter):
         cb.on_train_end(self._read_logs())
         return self.history
 
-    def _blas_threads(self, batch_size):
-        """BLAS threads for steps of ``batch_size`` samples: one for small steps, else the
-        library's own choice; ``$XPNET_CPU_THREADS`` overrides.
+    def _cpu_threads(self, batch_size):
+        """The threads for steps of ``batch_size`` samples, as a context: on the CPU, BLAS on
+        one thread and xpnet's own threads (:mod:`xpnet.kernels.threads`) splitting each
+        layer's batch, all of :func:`~xpnet.kernels.threads.available` for large steps and
+        one for small ones (``$XPNET_CPU_THREADS`` sets the count).
 
         Small products gain nothing from a second thread and lose 2-8x when another process
         holds the other core (PERFORMANCE.md; the seed model at batch 32 took 3.0 s for two
-        epochs with two threads against 0.38 s with one while the machine was shared).
+        epochs with two BLAS threads against 0.38 s with one while the machine was shared).
+        Large steps split the batch over xpnet's threads rather than each product over
+        OpenBLAS's, whose idle threads spin (benchmarks/RESULTS.md, "Convolutions").
         """
-        forced = os.environ.get("XPNET_CPU_THREADS")
-        if forced:
-            return int(forced)
-        macs = getattr(self, "_macs", None)
-        if macs is None:
-            macs = self._macs = self.macs()
-        return 1 if batch_size * macs < _SMALL_STEP_MACS else None
+        if self.backend.name != "cpu":
+            return contextlib.nullcontext()
+        n = threads.available()
+        if not os.environ.get("XPNET_CPU_THREADS"):
+            macs = getattr(self, "_macs", None)
+            if macs is None:
+                macs = self._macs = self.macs()
+            n = 1 if batch_size * macs < _SMALL_STEP_MACS else n
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.backend.limit_threads(1))
+        stack.enter_context(threads.using(n))
+        return stack
 
     def _read_logs(self):
         """Every tracked value as a Python float: the one host sync of an epoch."""
@@ -414,7 +425,7 @@ class Trainer(DataAdapter):
         ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
         sw = self._adapt_weights(sample_weight, xs[0].shape[0])
         batch_size = batch_size or 32
-        with self.backend.limit_threads(self._blas_threads(batch_size)):
+        with self._cpu_threads(batch_size):
             logs = self._evaluate_arrays(xs, ys, sw, batch_size)
         return self._format_result(logs, return_dict)
 
@@ -430,7 +441,7 @@ class Trainer(DataAdapter):
         batch_size = batch_size or 32
         n = xs[0].shape[0]
         chunks = []
-        with self.backend.limit_threads(self._blas_threads(batch_size)):
+        with self._cpu_threads(batch_size):
             for start in range(0, n, batch_size):
                 batch = [a[start:start + batch_size, ...] for a in xs]
                 out, _ = self.forward(batch if self._multi_in else batch[0], training=False)
@@ -452,7 +463,7 @@ class Trainer(DataAdapter):
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
         self.reset_metrics()
-        with self.backend.limit_threads(self._blas_threads(xs[0].shape[0])):
+        with self._cpu_threads(xs[0].shape[0]):
             self._train_step(xs, ys, sw)
         return self._format_result(self._read_logs(), return_dict)
 

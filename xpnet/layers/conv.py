@@ -140,9 +140,18 @@ class _BaseConv(ActivatedLayer):
         return self.data_format == "channels_first" and \
             self.activation in ("softmax", "log_softmax")
 
+    def _fused_forward(self, x, kind):
+        """``kconv.conv_fused_forward`` for this layer, or None (the composed path)."""
+        return None
+
     def forward(self, x, training=False):
+        x = to_last(x, self.data_format)
+        if not self._rowwise_first():
+            fused = self._fused_forward(x, self.activation)
+            if fused is not None:
+                return to_first(fused[0], self.data_format), fused[1]
         # The bias and the activation are one fused pass over the engine's fresh output.
-        z, inner = self._linear(to_last(x, self.data_format))
+        z, inner = self._linear(x)
         if self._rowwise_first():
             z, _ = kconv.bias_activation(z, self._bias(), None)
             y, saved = kconv.bias_activation(to_first(z, self.data_format), None,
@@ -152,9 +161,21 @@ class _BaseConv(ActivatedLayer):
         return to_first(y, self.data_format), (inner, saved)
 
     def forward_z(self, x, training=False):
-        z, inner = self._linear(to_last(x, self.data_format))
+        x = to_last(x, self.data_format)
+        fused = self._fused_forward(x, None)
+        if fused is not None:
+            return to_first(fused[0], self.data_format), fused[1]
+        z, inner = self._linear(x)
         z, _ = kconv.bias_activation(z, self._bias(), None)
         return to_first(z, self.data_format), inner
+
+    def _fused_backward(self, ctx, dy, need_dx):
+        dk, db, dx = kconv.conv_fused_backward(ctx, to_last(dy, self.data_format),
+                                               self.params["kernel"], need_dx)
+        self.grads["kernel"] += dk
+        if self.use_bias:
+            self.grads["bias"] += db
+        return None if dx is None else to_first(dx, self.data_format)
 
     def _backward(self, inner, dy, kind, saved, need_dx):
         dz, db = kconv.activation_bias_grad(kind, to_last(dy, self.data_format), saved,
@@ -164,6 +185,8 @@ class _BaseConv(ActivatedLayer):
         return to_first(self._linear_backward(inner, dz, need_dx), self.data_format)
 
     def _backward_activated(self, ctx, dy, need_dx):
+        if isinstance(ctx, kconv.FusedContext):
+            return self._fused_backward(ctx, dy, need_dx)
         if self._rowwise_first():  # differentiate the activation in the output's layout
             dz = kconv.activation_bias_grad(self.activation, dy, ctx[1], self.alpha, False)[0]
             return self._backward(ctx[0], dz, None, None, need_dx)
@@ -176,6 +199,8 @@ class _BaseConv(ActivatedLayer):
         self._backward_activated(ctx, dy, False)
 
     def backward_z(self, ctx, dz, need_dx=True):
+        if isinstance(ctx, kconv.FusedContext):
+            return self._fused_backward(ctx, dz, need_dx)
         return self._backward(ctx, dz, None, None, need_dx)
 
     def get_config(self):
@@ -247,6 +272,10 @@ class _Conv(_BaseConv):
         self.add_weight("kernel", self.kernel_size + (c // self.groups, self.filters),
                         self.kernel_initializer, regularizer=self.kernel_regularizer)
         self._add_bias(self.filters)
+
+    def _fused_forward(self, x, kind):
+        return kconv.conv_fused_forward(x, self.params["kernel"], self._bias(),
+                                        self._window(tuple(x.shape[1:-1])), self.groups, kind)
 
     def _linear(self, x):
         win = self._window(tuple(x.shape[1:-1]))

@@ -3,6 +3,7 @@
 import math
 
 from xpnet import initializers
+from xpnet import kernels
 from xpnet import regularizers
 from xpnet.backend import namespace
 from xpnet.layers.base import ActivatedLayer
@@ -103,7 +104,7 @@ class Dense(ActivatedLayer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def forward_z(self, x, training=False):
-        z = x @ self.params["kernel"]
+        z = kernels.matmul(x, self.params["kernel"])
         if self.use_bias:
             z = z + self.params["bias"]
         return z, x
@@ -115,10 +116,14 @@ class Dense(ActivatedLayer):
             x, dz2 = xp.reshape(x, (-1, kernel.shape[0])), xp.reshape(dz, (-1, self.units))
         else:
             dz2 = dz
-        self.grads["kernel"] += x.mT @ dz2
         if self.use_bias:
             self.grads["bias"] += xp.sum(dz2, axis=0)
-        return dz @ kernel.mT if need_dx else None
+        if not need_dx:
+            self.grads["kernel"] += kernels.matmul(x.mT, dz2)
+            return None
+        dkernel, dx = kernels.matmuls((x.mT, dz2), (dz, kernel.mT))
+        self.grads["kernel"] += dkernel
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
