@@ -174,6 +174,11 @@ def _micro(n_pixels, row_values, itemsize):
     return max(1, _MICRO_BYTES // max(1, n_pixels * row_values * itemsize))
 
 
+def _steps(i, j, mb):
+    """``range(i, j)`` in (start, stop) pieces of at most ``mb``, as even as can be."""
+    return threads.split(j - i, -(-(j - i) // mb)) if j > i else []
+
+
 def conv_fused_forward(x, kernel, bias, win, groups, kind):
     """``(y, ctx)``: ``activation(conv(x, kernel) + bias)`` on channels-last ``x`` in one
     chunked pass, for NumPy, ``groups == 1``, rank 1 or 2, ``kind`` None or "relu" and one
@@ -196,8 +201,8 @@ def conv_fused_forward(x, kernel, bias, win, groups, kind):
     mb = _micro(oh * ow, kc, x.itemsize)
 
     def forward(i, j):
-        for s in range(i, j, mb):
-            e = min(j, s + mb)
+        for s, e in _steps(i, j, mb):
+            s, e = s + i, e + i
             if not win.identity:
                 _im2col_into(x4[s:e], cols[s:e], geometry, cpu)
             z2 = y4[s:e].reshape((-1, f))
@@ -245,9 +250,9 @@ def conv_fused_backward(ctx, dy, kernel, need_dx=True):
         dk = cols2.T @ dz2
         if need_dx:
             dcols = None if ctx.win.identity else np.empty((mb * oh * ow, kc), dtype=dy.dtype)
-            for s in range(i, j, mb):
-                e = min(j, s + mb)
-                lo, hi = (s - i) * oh * ow, (e - i) * oh * ow
+            for s, e in _steps(i, j, mb):
+                lo, hi = s * oh * ow, e * oh * ow
+                s, e = s + i, e + i
                 if ctx.win.identity:
                     np.matmul(dz2[lo:hi], w2.T, out=dx4[s:e].reshape((-1, c)))
                     continue

@@ -17,12 +17,11 @@ keeps its own threads.
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["available", "count", "using", "split", "run", "matmul", "matmuls"]
 
-_STATE = {"threads": 1, "pool": None, "size": 0}
-_LOCAL = threading.local()  # marks the pool's own threads: they never submit to it
+_STATE = {"threads": 1}
+_LOCAL = threading.local()  # marks the pool's own threads: their run() is serial
 
 
 def available():
@@ -42,20 +41,134 @@ def count():
     return 1 if getattr(_LOCAL, "worker", False) else _STATE["threads"]
 
 
-def _mark_worker():
-    _LOCAL.worker = True
+# A thread that waits sleeps only after this many ``sched_yield`` calls (about 0.25 us
+# each: 2 ms). On the virtual machines measured, a thread woken from sleep took 30-60 us
+# to start, 200 us or more one time in twenty, and a CNN step has 10 parallel regions
+# with up to a millisecond of serial work between them; PyTorch's OpenMP threads spin in
+# the same way between regions. A yielding spin gives the core to any other process
+# that wants it.
+_SPINS = 8000
+_SPIN = []
+
+
+def _spin():
+    """``wait(flags, count, value, spins)``: spin, yielding the core, until
+    ``flags[:count]`` all equal ``value`` (True) or ``spins`` yields passed (False).
+    Compiled on first use; it releases the GIL, and the opaque ``sched_yield`` call makes
+    each test read the flags afresh."""
+    if not _SPIN:
+        import ctypes
+
+        import numba
+        import numpy as np
+
+        try:
+            yield_ = ctypes.CDLL(None).sched_yield
+            yield_.restype, yield_.argtypes = ctypes.c_int, []
+        except (OSError, AttributeError):  # no sched_yield here: no spinning
+            _SPIN.append(None)
+            return None
+
+        @numba.njit(nogil=True)
+        def wait(flags, count, value, spins):
+            for _ in range(spins):
+                ready = True
+                for k in range(count):
+                    if flags[k] != value:
+                        ready = False
+                if ready:
+                    return True
+                yield_()
+            return False
+
+        wait(np.zeros(1, dtype=np.int64), 1, 0, 1)  # compile now, not in a worker's loop
+        _SPIN.append(wait)
+    return _SPIN[0]
+
+
+class _Team:
+    """Daemon threads that each run the current job once per :meth:`run`.
+
+    A raw lock pair per thread hands the job over and back (12 us a round trip, against
+    56 us through ``concurrent.futures``); before blocking on its lock, a waiting thread
+    spins for up to ``_SPINS`` yields on a generation counter, so one that is needed again
+    soon has not gone to sleep."""
+
+    def __init__(self):
+        self.job = None
+        self.members = []
+        self.busy = threading.Lock()  # one job at a time; other callers run serially
+        self.generation = None  # [the current job's number]
+        self.finished = None  # per member: the number of the last job it finished
+
+    def grow(self, n):
+        if n <= len(self.members):
+            return
+        import numpy as np
+
+        wait = _spin()
+        if self.generation is None:
+            self.generation = np.zeros(1, dtype=np.int64)
+        finished = np.zeros(n, dtype=np.int64)
+        if self.finished is not None:
+            finished[:len(self.finished)] = self.finished
+        self.finished = finished
+        while len(self.members) < n:
+            start, done = threading.Lock(), threading.Lock()
+            start.acquire()
+            done.acquire()
+            index = len(self.members)
+            threading.Thread(target=self._serve, args=(index, start, done, wait),
+                             daemon=True, name=f"xpnet-{index + 1}").start()
+            self.members.append((start, done))
+
+    def _serve(self, index, start, done, wait):
+        _LOCAL.worker = True
+        seen = int(self.generation[0])
+        while True:
+            if wait is not None:
+                wait(self.generation, 1, seen + 1, _SPINS)
+            start.acquire()
+            seen = int(self.generation[0])
+            try:
+                self.job()
+            finally:
+                self.finished[index] = seen
+                done.release()
+
+    def run(self, job, helpers):
+        """``job()`` on the calling thread and on ``helpers`` members at once; False (and
+        nothing run) when another thread's job holds the team."""
+        if not self.busy.acquire(blocking=False):
+            return False
+        try:
+            self.job = job
+            members = self.members[:helpers]
+            self.generation[0] += 1
+            for start, _ in members:
+                start.release()
+            try:
+                job()
+            finally:
+                wait = _SPIN[0]
+                if wait is not None:
+                    wait(self.finished, len(members), self.generation[0], _SPINS)
+                for _, done in members:
+                    done.acquire()
+        finally:
+            self.job = None
+            self.busy.release()
+        return True
+
+
+_TEAM = _Team()
 
 
 @contextlib.contextmanager
 def using(n):
     """A context in which :func:`run` splits its work over ``n`` threads."""
     n = max(1, int(n))
-    if n > 1 and _STATE["size"] < n - 1:
-        if _STATE["pool"] is not None:
-            _STATE["pool"].shutdown(wait=True)
-        _STATE["pool"] = ThreadPoolExecutor(n - 1, thread_name_prefix="xpnet",
-                                            initializer=_mark_worker)
-        _STATE["size"] = n - 1
+    _TEAM.grow(n - 1)
     previous, _STATE["threads"] = _STATE["threads"], n
     try:
         yield
@@ -76,22 +189,42 @@ def split(total, parts):
     return bounds
 
 
+# Chunks per thread: the threads take chunks from a shared queue until it is empty, so a
+# thread that starts late (a pool thread waking takes 20-100 us) or runs slower does less.
+# With one chunk per thread, the caller waited for the pool thread 1.9 ms of a 15 ms step.
+_CHUNKS_PER_THREAD = 2
+
+
 def run(fn, total, min_chunk=1):
-    """``[fn(start, stop), ...]`` over contiguous chunks of ``range(total)``, one chunk per
-    thread (chunks of at least ``min_chunk`` items); the first chunk runs on the calling
-    thread. Results come back in chunk order; the first exception is raised after every
-    chunk has finished (so no thread still writes into the caller's arrays)."""
-    threads = min(count(), max(1, total // max(1, min_chunk)))
-    bounds = split(total, threads)
-    if len(bounds) == 1:
+    """``[fn(start, stop), ...]`` over contiguous chunks of ``range(total)`` (at least
+    ``min_chunk`` items each), in chunk order. The calling thread and the pool's threads
+    take chunks until none are left; the first exception (by chunk) is raised once every
+    thread has stopped, so none still writes into the caller's arrays."""
+    per = max(1, min_chunk)
+    threads = min(count(), max(1, total // per))
+    if threads == 1:
         return [fn(0, total)]
-    futures = [_STATE["pool"].submit(fn, *b) for b in bounds[1:]]
-    try:
-        first = fn(*bounds[0])
-    finally:
-        for f in futures:  # wait for all, even when the first chunk failed
-            f.exception()
-    return [first] + [f.result() for f in futures]
+    bounds = split(total, min(threads * _CHUNKS_PER_THREAD, max(1, total // per)))
+    results, errors = [None] * len(bounds), []
+    queue, lock = iter(range(len(bounds))), threading.Lock()
+
+    def drain():
+        while True:
+            with lock:
+                k = next(queue, None)
+            if k is None:
+                return
+            try:
+                results[k] = fn(*bounds[k])
+            except BaseException as exc:  # noqa: B036 - re-raised below, in the caller
+                errors.append((k, exc))
+                return
+
+    if not _TEAM.run(drain, threads - 1):
+        drain()
+    if errors:
+        raise min(errors, key=lambda e: e[0])[1]
+    return results
 
 
 # Products below this many multiply-adds stay whole: each thread packs its own copy of the
