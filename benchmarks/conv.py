@@ -11,12 +11,12 @@ Flatten > Dense(128,relu) > Dense(10) with Adam at batch 64 on the first 8,000 t
 Each round trains a fresh model of each configuration, each in its own process (so each gets
 its own environment), for ``--epochs`` epochs and keeps the median of epochs 2..N; rounds
 alternate the configurations so all see the same machine load. Reports medians and spreads
-over the rounds, the per-round ratios to PyTorch, and the test accuracies. Configurations:
-``xpnet`` (defaults), ``xpnet_tuned`` (idle BLAS/OpenMP threads sleep, parallel conv passes:
-see CONFIGS) and ``torch``.
+over the rounds, the per-round ratios to PyTorch, and the test accuracies. Configurations
+(``--configs``): ``xpnet`` and ``torch`` (the default), and ``xpnet_1thread`` and
+``torch_1thread``, one core each.
 
-PyTorch runs on ``--threads`` threads (2); NumPy's BLAS keeps its default (all cores) unless
-``--blas-threads`` is given (layers part only).
+PyTorch runs on ``--threads`` threads (2). xpnet runs as ``fit`` runs it: its own threads,
+one per core, with BLAS on one thread (kernels/threads.py).
 """
 
 import argparse
@@ -47,6 +47,7 @@ SHAPES = [
 def _xpnet_conv(shape, seed):
     from xpnet import layers
     from xpnet.backend import get_backend
+    from xpnet.kernels import threads
 
     n, h, w, c, f, k, s, p = shape
     rng = np.random.default_rng(seed)
@@ -56,9 +57,12 @@ def _xpnet_conv(shape, seed):
     y, ctx = layer.forward(x)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
 
-    def step():
-        y, ctx = layer.forward(x)
-        layer.backward(ctx, dy)
+    backend, n = get_backend("cpu"), threads.available()
+
+    def step():  # as fit runs it: BLAS on one thread, the batch split over xpnet's threads
+        with backend.limit_threads(1), threads.using(n):
+            y, ctx = layer.forward(x)
+            layer.backward(ctx, dy)
     return step
 
 
@@ -162,20 +166,16 @@ def run_torch(data, epochs, batch, seed):
 
 
 CONFIGS = {
-    # name: (library, extra environment)
-    "xpnet": ("xpnet", {}),
-    # Both thread pools sleep when idle, and the large memory-bound passes run on both cores
-    # (xpnet.kernels.conv.parallel); the variables must be set before NumPy is imported.
-    "xpnet_tuned": ("xpnet", {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive",
-                              "XPNET_PARALLEL_KERNELS": "1"}),
-    "torch": ("torch", {}),
-    # for comparison only (not run by default): one BLAS thread, with and without the
-    # parallel passes
-    "xpnet_blas1": ("xpnet", {"OPENBLAS_NUM_THREADS": "1"}),
-    "xpnet_blas1_parallel": ("xpnet", {"OPENBLAS_NUM_THREADS": "1",
-                                       "XPNET_PARALLEL_KERNELS": "1"}),
+    # name: (library, extra environment, threads: None for --threads)
+    "xpnet": ("xpnet", {}, None),
+    "torch": ("torch", {}, None),
+    # one core each (not run by default)
+    "xpnet_1thread": ("xpnet", {"XPNET_CPU_THREADS": "1"}, None),
+    "torch_1thread": ("torch", {}, 1),
 }
-DEFAULT_CONFIGS = ("xpnet", "xpnet_tuned", "torch")
+DEFAULT_CONFIGS = ("xpnet", "torch")
+# which configuration each is compared with
+BASELINE = {"xpnet": "torch", "xpnet_1thread": "torch_1thread"}
 
 
 def _worker(lib, epochs, batch, seed, threads):
@@ -192,7 +192,8 @@ def _worker(lib, epochs, batch, seed, threads):
 
 
 def _run_config(name, epochs, batch, seed, threads):
-    lib, env = CONFIGS[name]
+    lib, env, own_threads = CONFIGS[name]
+    threads = own_threads or threads
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", lib,
                           "--epochs", str(epochs), "--batch-size", str(batch),
                           "--seed", str(seed), "--threads", str(threads)],
@@ -220,16 +221,15 @@ def bench_epoch(rounds, epochs, batch, names, threads):
         results[name] = {"epoch_s": s, "first_epoch_s": summarize(firsts[name]),
                          "accuracy": summarize(accs[name]),
                          "ms_per_step": s["median"] / (8000 / batch) * 1e3,
-                         "environment": CONFIGS[name][1]}
+                         "environment": CONFIGS[name][1],
+                         "threads": CONFIGS[name][2] or threads}
         print(f"  {name:12s} {fmt(s)} s/epoch ({results[name]['ms_per_step']:.1f} ms/step), "
               f"test accuracy after {epochs} epochs {fmt(summarize(accs[name]))}")
-    if "torch" in names:
-        for name in names:
-            if name == "torch":
-                continue
-            ratios = [a / b for a, b in zip(medians[name], medians["torch"])]
-            results[f"ratio_{name}_vs_torch"] = summarize(ratios)
-            print(f"  {name} / torch epoch time (per round): {fmt(summarize(ratios))}")
+    for name, base in BASELINE.items():
+        if name in names and base in names:
+            ratios = [a / b for a, b in zip(medians[name], medians[base])]
+            results[f"ratio_{name}_vs_{base}"] = summarize(ratios)
+            print(f"  {name} / {base} epoch time (per round): {fmt(summarize(ratios))}")
     return results
 
 
@@ -241,7 +241,6 @@ def main():
     parser.add_argument("--reps", type=int, default=30, help="repetitions per layer shape")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--blas-threads", type=int, default=None)
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                         help=f"epoch part: which of {', '.join(CONFIGS)}")
     parser.add_argument("--json")
@@ -257,10 +256,6 @@ def main():
         have_torch = True
     except ImportError:
         have_torch = False
-    if args.blas_threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.blas_threads)
     results = {"rounds": args.rounds, "epochs": args.epochs, "batch": args.batch_size,
                "torch_threads": args.threads}
     if args.part in ("layers", "all"):

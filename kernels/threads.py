@@ -1,15 +1,15 @@
 """xpnet's own CPU threads: the NumPy passes of a layer split the batch into chunks that
-run side by side, one on the calling thread and the rest on a small persistent pool.
+run side by side on the calling thread and a small team of daemon threads.
 
-Why not the libraries' thread pools: OpenBLAS splits one product at a time and its idle
-threads spin for about 0.1 s, so Numba's parallel loops and OpenBLAS took the same cores
-from each other (a CNN step went from 16 to 30 ms with both on; benchmarks/RESULTS.md,
-"Convolutions"). Here a layer's whole per-chunk pipeline (im2col, product, bias and ReLU)
-runs on one thread with single-threaded BLAS, the chunks of a thread stay in its caches,
-and idle pool threads block instead of spinning, so a busy machine slows a step down
-instead of stalling it.
+Why not the libraries' thread pools: OpenBLAS splits one product at a time (and gained
+little from a second core on a convolution's products), and its idle threads spin for
+about 0.1 s, so Numba's parallel loops and OpenBLAS took the same cores from each other (a
+CNN step went from 16 to 30 ms with both on; benchmarks/RESULTS.md, "Convolutions"). Here
+a layer's whole per-chunk pipeline (im2col, product, bias and ReLU) runs on one thread
+with single-threaded BLAS, so the chunk stays in that core's caches, and waiting threads
+yield the core to anyone who wants it, then sleep.
 
-The pool is used only inside :func:`using` (``fit``, ``evaluate`` and ``predict`` enter it
+The team is used only inside :func:`using` (``fit``, ``evaluate`` and ``predict`` enter it
 with BLAS limited to one thread); elsewhere everything runs on the calling thread and BLAS
 keeps its own threads.
 """
@@ -21,7 +21,7 @@ import threading
 __all__ = ["available", "count", "using", "split", "run", "matmul", "matmuls"]
 
 _STATE = {"threads": 1}
-_LOCAL = threading.local()  # marks the pool's own threads: their run() is serial
+_LOCAL = threading.local()  # marks the team's own threads: their run() is serial
 
 
 def available():
@@ -97,7 +97,7 @@ class _Team:
     def __init__(self):
         self.job = None
         self.members = []
-        self.busy = threading.Lock()  # one job at a time; other callers run serially
+        self.busy = threading.Lock()  # one job at a time: other callers run theirs serially
         self.generation = None  # [the current job's number]
         self.finished = None  # per member: the number of the last job it finished
 
@@ -137,31 +137,36 @@ class _Team:
                 done.release()
 
     def run(self, job, helpers):
-        """``job()`` on the calling thread and on ``helpers`` members at once; False (and
-        nothing run) when another thread's job holds the team."""
-        if not self.busy.acquire(blocking=False):
-            return False
+        """``job()`` on the calling thread and on ``helpers`` members at once. The caller
+        holds ``busy``."""
+        self.job = job
+        members = self.members[:helpers]
+        self.generation[0] += 1
+        for start, _ in members:
+            start.release()
         try:
-            self.job = job
-            members = self.members[:helpers]
-            self.generation[0] += 1
-            for start, _ in members:
-                start.release()
-            try:
-                job()
-            finally:
-                wait = _SPIN[0]
-                if wait is not None:
-                    wait(self.finished, len(members), self.generation[0], _SPINS)
-                for _, done in members:
-                    done.acquire()
+            job()
         finally:
+            wait = _SPIN[0]
+            if wait is not None:
+                wait(self.finished, len(members), self.generation[0], _SPINS)
+            for _, done in members:
+                done.acquire()
             self.job = None
-            self.busy.release()
-        return True
 
 
 _TEAM = _Team()
+
+
+def _after_fork():
+    """A forked child has none of the parent's threads: it starts a team of its own."""
+    global _TEAM
+    _TEAM = _Team()
+    _STATE["threads"] = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 @contextlib.contextmanager
@@ -190,38 +195,43 @@ def split(total, parts):
 
 
 # Chunks per thread: the threads take chunks from a shared queue until it is empty, so a
-# thread that starts late (a pool thread waking takes 20-100 us) or runs slower does less.
-# With one chunk per thread, the caller waited for the pool thread 1.9 ms of a 15 ms step.
+# thread that starts late (a sleeping thread takes 20-100 us to wake) or runs slower does
+# less. With one chunk per thread, the caller waited for the other 1.9 ms of a 15 ms step.
 _CHUNKS_PER_THREAD = 2
 
 
 def run(fn, total, min_chunk=1):
     """``[fn(start, stop), ...]`` over contiguous chunks of ``range(total)`` (at least
-    ``min_chunk`` items each), in chunk order. The calling thread and the pool's threads
+    ``min_chunk`` items each), in chunk order. The calling thread and the team's threads
     take chunks until none are left; the first exception (by chunk) is raised once every
-    thread has stopped, so none still writes into the caller's arrays."""
+    thread has stopped, so none still writes into the caller's arrays. Outside
+    :func:`using`, on a team thread, or while another thread's call holds the team, it is
+    one call ``[fn(0, total)]`` on the calling thread."""
     per = max(1, min_chunk)
     threads = min(count(), max(1, total // per))
-    if threads == 1:
+    team = _TEAM
+    if threads == 1 or not team.busy.acquire(blocking=False):  # busy: a nested call
         return [fn(0, total)]
-    bounds = split(total, min(threads * _CHUNKS_PER_THREAD, max(1, total // per)))
-    results, errors = [None] * len(bounds), []
-    queue, lock = iter(range(len(bounds))), threading.Lock()
+    try:
+        bounds = split(total, min(threads * _CHUNKS_PER_THREAD, max(1, total // per)))
+        results, errors = [None] * len(bounds), []
+        queue, lock = iter(range(len(bounds))), threading.Lock()
 
-    def drain():
-        while True:
-            with lock:
-                k = next(queue, None)
-            if k is None:
-                return
-            try:
-                results[k] = fn(*bounds[k])
-            except BaseException as exc:  # noqa: B036 - re-raised below, in the caller
-                errors.append((k, exc))
-                return
+        def drain():
+            while True:
+                with lock:
+                    k = next(queue, None)
+                if k is None:
+                    return
+                try:
+                    results[k] = fn(*bounds[k])
+                except BaseException as exc:  # noqa: B036 - re-raised below, in the caller
+                    errors.append((k, exc))
+                    return
 
-    if not _TEAM.run(drain, threads - 1):
-        drain()
+        team.run(drain, threads - 1)
+    finally:
+        team.busy.release()
     if errors:
         raise min(errors, key=lambda e: e[0])[1]
     return results
