@@ -15,6 +15,9 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from xpnet.kernels._math import CODES
 from xpnet.kernels._math import dact
@@ -222,3 +225,30 @@ def adagrad(p, g, acc, lr, eps):
         acc[i] += gi * gi
     for i in range(p.shape[0]):
         p[i] -= lr * g[i] / math.sqrt(acc[i] + eps)
+
+
+@intrinsic
+def _sched_yield(typingctx):
+    """``sched_yield()`` from the C library, declared by name (not a ctypes pointer, which
+    would keep the caller out of Numba's cache)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty,
+                                                           "sched_yield"), [])
+    return numba.types.int32(), codegen
+
+
+@_jit
+def spin_wait(flags, count, value, spins):
+    """Whether ``flags[:count]`` all equal ``value``, testing up to ``spins`` times and
+    yielding the core between tests (about 0.25 us a yield). The opaque call makes each test
+    read the flags afresh; the GIL is released meanwhile (kernels/threads.py)."""
+    for _ in range(spins):
+        ready = True
+        for k in range(count):
+            if flags[k] != value:
+                ready = False
+        if ready:
+            return True
+        _sched_yield()
+    return False

@@ -52,37 +52,18 @@ _SPIN = []
 
 
 def _spin():
-    """``wait(flags, count, value, spins)``: spin, yielding the core, until
-    ``flags[:count]`` all equal ``value`` (True) or ``spins`` yields passed (False).
-    Compiled on first use; it releases the GIL, and the opaque ``sched_yield`` call makes
-    each test read the flags afresh."""
+    """``spin_wait(flags, count, value, spins)`` (kernels/_cpu.py), or None where the C
+    library has no ``sched_yield`` (then waiting threads sleep at once)."""
     if not _SPIN:
-        import ctypes
-
-        import numba
         import numpy as np
 
+        from xpnet.kernels import _cpu
+
         try:
-            yield_ = ctypes.CDLL(None).sched_yield
-            yield_.restype, yield_.argtypes = ctypes.c_int, []
-        except (OSError, AttributeError):  # no sched_yield here: no spinning
+            _cpu.spin_wait(np.zeros(1, dtype=np.int64), 1, 0, 1)  # load or compile now
+            _SPIN.append(_cpu.spin_wait)
+        except Exception:  # noqa: BLE001 - any failure to link: no spinning
             _SPIN.append(None)
-            return None
-
-        @numba.njit(nogil=True)
-        def wait(flags, count, value, spins):
-            for _ in range(spins):
-                ready = True
-                for k in range(count):
-                    if flags[k] != value:
-                        ready = False
-                if ready:
-                    return True
-                yield_()
-            return False
-
-        wait(np.zeros(1, dtype=np.int64), 1, 0, 1)  # compile now, not in a worker's loop
-        _SPIN.append(wait)
     return _SPIN[0]
 
 
