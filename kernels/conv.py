@@ -21,6 +21,7 @@ from xpnet.kernels import SAVES
 from xpnet.kernels import activation
 from xpnet.kernels import activation_grad
 from xpnet.kernels import enabled
+from xpnet.kernels import matmul
 from xpnet.kernels import reference_conv as ref
 from xpnet.kernels import threads
 from xpnet.kernels.reference_conv import Window
@@ -150,13 +151,13 @@ def col2im(cols, win, xp=None):
 def conv_forward(x, kernel, win, groups=1):
     """``(z, cols)``: the convolution of channels-last ``x`` with ``kernel``
     (*ksize, C/groups, F) over the window ``win``, and what :func:`conv_backward` needs."""
-    return ref.conv_forward(x, kernel, win, groups, namespace(x, kernel), im2col)
+    return ref.conv_forward(x, kernel, win, groups, namespace(x, kernel), im2col, matmul)
 
 
 def conv_backward(dz, cols, kernel, win, groups=1, need_dx=True):
     """``(dkernel, dx)`` of :func:`conv_forward`; ``dx`` is None without ``need_dx``."""
     return ref.conv_backward(dz, cols, kernel, win, groups, namespace(dz, kernel), need_dx,
-                             col2im)
+                             col2im, matmul)
 
 
 class FusedContext:
@@ -299,13 +300,13 @@ def _out(a4, ndim):
 
 def conv_transpose_forward(x, kernel, win):
     """Transposed convolution: the input gradient of the convolution ``win`` describes."""
-    return ref.conv_transpose_forward(x, kernel, win, namespace(x, kernel), col2im)
+    return ref.conv_transpose_forward(x, kernel, win, namespace(x, kernel), col2im, matmul)
 
 
 def conv_transpose_backward(dy, x, kernel, win, need_dx=True):
     """``(dkernel, dx)`` of :func:`conv_transpose_forward`."""
     return ref.conv_transpose_backward(dy, x, kernel, win, namespace(dy, kernel), need_dx,
-                                       im2col)
+                                       im2col, matmul)
 
 
 def max_pool(x, win):

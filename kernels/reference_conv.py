@@ -272,50 +272,56 @@ def _split_groups(dz2, groups, xp):
     return xp.permute_dims(xp.reshape(dz2, (m, groups, f // groups)), (1, 0, 2))
 
 
-def conv_forward(x, kernel, win, groups, xp, im2col_fn=None):
+def _matmul(a, b):
+    return a @ b
+
+
+def conv_forward(x, kernel, win, groups, xp, im2col_fn=None, matmul=_matmul):
     """``z = conv(x, kernel)`` on channels-last ``x``; returns ``(z (batch, *out, F), cols)``,
-    ``cols`` being what :func:`conv_backward` needs. ``im2col_fn`` replaces :func:`im2col`
-    (the dispatcher passes its faster one)."""
+    ``cols`` being what :func:`conv_backward` needs. ``im2col_fn`` and ``matmul`` replace
+    :func:`im2col` and ``@`` (the dispatcher passes its faster ones)."""
     cols = _pack_cols((im2col_fn or im2col)(x, win, xp), groups, xp)
-    z = cols @ _pack_kernel(kernel, groups, xp)
+    z = matmul(cols, _pack_kernel(kernel, groups, xp))
     if groups != 1:
         z = _merge_groups(z, xp)
     return xp.reshape(z, (x.shape[0],) + win.out_sizes + (kernel.shape[-1],)), cols
 
 
-def conv_backward(dz, cols, kernel, win, groups, xp, need_dx=True, col2im_fn=None):
+def conv_backward(dz, cols, kernel, win, groups, xp, need_dx=True, col2im_fn=None,
+                  matmul=_matmul):
     """``(dkernel, dx)`` for ``dz`` (batch, *out, F); ``dx`` is None without ``need_dx``."""
     f = kernel.shape[-1]
     dz2 = xp.reshape(dz, (-1, f))
     if groups != 1:
         dz2 = _split_groups(dz2, groups, xp)
-    dkernel = _unpack_kernel(cols.mT @ dz2, tuple(kernel.shape), groups, xp)
+    dkernel = _unpack_kernel(matmul(cols.mT, dz2), tuple(kernel.shape), groups, xp)
     if not need_dx:
         return dkernel, None
-    dcols = dz2 @ _pack_kernel(kernel, groups, xp).mT
+    dcols = matmul(dz2, _pack_kernel(kernel, groups, xp).mT)
     c = kernel.shape[-2] * groups
     shape = (dz.shape[0],) + win.out_sizes + (win.size, c)
     return dkernel, (col2im_fn or col2im)(_unpack_cols(dcols, shape, groups, xp), win, xp)
 
 
-def conv_transpose_forward(x, kernel, win, xp, col2im_fn=None):
+def conv_transpose_forward(x, kernel, win, xp, col2im_fn=None, matmul=_matmul):
     """Transposed convolution of channels-last ``x`` (batch, *in, F): the input gradient of
     the convolution ``win`` describes, with ``kernel`` (*ksize, C, F). Returns
     ``(batch, *win.in_sizes, C)``."""
     w2 = _pack_kernel(kernel, 1, xp)
     x2 = xp.reshape(x, (-1, kernel.shape[-1]))
     shape = (x.shape[0],) + win.out_sizes + (win.size, kernel.shape[-2])
-    return (col2im_fn or col2im)(xp.reshape(x2 @ w2.mT, shape), win, xp)
+    return (col2im_fn or col2im)(xp.reshape(matmul(x2, w2.mT), shape), win, xp)
 
 
-def conv_transpose_backward(dy, x, kernel, win, xp, need_dx=True, im2col_fn=None):
+def conv_transpose_backward(dy, x, kernel, win, xp, need_dx=True, im2col_fn=None,
+                            matmul=_matmul):
     """``(dkernel, dx)`` of :func:`conv_transpose_forward`: a convolution of ``dy``."""
     cols = _pack_cols((im2col_fn or im2col)(dy, win, xp), 1, xp)
     x2 = xp.reshape(x, (-1, kernel.shape[-1]))
-    dkernel = xp.reshape(cols.mT @ x2, tuple(kernel.shape))
+    dkernel = xp.reshape(matmul(cols.mT, x2), tuple(kernel.shape))
     if not need_dx:
         return dkernel, None
-    return dkernel, xp.reshape(cols @ _pack_kernel(kernel, 1, xp), tuple(x.shape))
+    return dkernel, xp.reshape(matmul(cols, _pack_kernel(kernel, 1, xp)), tuple(x.shape))
 
 
 # -- pooling -----------------------------------------------------------------------------
