@@ -26,14 +26,36 @@ _LOCAL = threading.local()  # marks the team's own threads: their run() is seria
 
 def available():
     """The CPU threads xpnet may use: ``$XPNET_CPU_THREADS``, else the cores this process
-    may run on."""
+    may run on, capped by a container's CPU quota (cgroup v2 or v1)."""
     forced = os.environ.get("XPNET_CPU_THREADS")
     if forced:
         return max(1, int(forced))
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return max(1, min(cores, quota)) if quota else cores
+
+
+def _cgroup_cpus(root="/sys/fs/cgroup"):
+    """CPUs a cgroup quota allows (rounded up), or None without a quota."""
+    def read(path):
+        try:
+            with open(os.path.join(root, path)) as f:
+                return f.read().split()
+        except (OSError, ValueError):
+            return None
+
+    limit = read("cpu.max")  # v2: "quota period" or "max period"
+    if limit and len(limit) == 2 and limit[0] != "max":
+        quota, period = int(limit[0]), int(limit[1])
+    else:
+        quota, period = read("cpu/cpu.cfs_quota_us"), read("cpu/cpu.cfs_period_us")  # v1
+        if not quota or not period or int(quota[0]) <= 0:
+            return None
+        quota, period = int(quota[0]), int(period[0])
+    return max(1, -(-quota // period)) if period > 0 else None
 
 
 def count():

@@ -159,3 +159,23 @@ def test_fit_runs_large_steps_on_the_threads_with_one_blas_thread(monkeypatch):
     seen.clear()
     big.predict(x, batch_size=64, verbose=0)
     assert seen and all(c == threads.available() for c, _ in seen)
+
+
+def test_a_container_quota_caps_the_thread_count(tmp_path, monkeypatch):
+    assert threads._cgroup_cpus(str(tmp_path)) is None  # no files: no quota
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert threads._cgroup_cpus(str(tmp_path)) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert threads._cgroup_cpus(str(tmp_path)) == 2
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert threads._cgroup_cpus(str(tmp_path)) is None
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    assert threads._cgroup_cpus(str(tmp_path)) == 1
+    monkeypatch.delenv("XPNET_CPU_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_cgroup_cpus", lambda: 1)
+    assert threads.available() == 1
+    monkeypatch.setenv("XPNET_CPU_THREADS", "3")
+    assert threads.available() == 3
