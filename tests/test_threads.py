@@ -179,3 +179,33 @@ def test_a_container_quota_caps_the_thread_count(tmp_path, monkeypatch):
     assert threads.available() == 1
     monkeypatch.setenv("XPNET_CPU_THREADS", "3")
     assert threads.available() == 3
+
+
+@pytest.mark.parametrize("name, kwargs, slots", [
+    ("adam", dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=3, decay=1e-4),
+     ("m", "v")),
+    ("adam", dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=3), ("m", "v", "vhat")),
+    ("rmsprop", dict(lr=1e-3, rho=0.9, epsilon=1e-7), ("v",)),
+    ("rmsprop", dict(lr=1e-3, rho=0.9, epsilon=1e-7, momentum=0.5), ("v", "momentum_buf", "mg")),
+    ("sgd", dict(lr=1e-2), ()),
+    ("sgd", dict(lr=1e-2, momentum=0.9, nesterov=True), ("velocity",)),
+    ("adagrad", dict(lr=1e-2, epsilon=1e-7), ("acc",)),
+])
+def test_optimizer_updates_split_over_threads_equal_one_thread(name, kwargs, slots):
+    """Elementwise updates over chunks of a flat buffer: the same numbers, bit for bit."""
+    from xpnet import kernels
+
+    n = 3 * kernels._SPLIT_MIN + 17
+    rng = np.random.default_rng(0)
+    start = {k: rng.random(n, dtype=np.float32) for k in ("param", "grad") + slots}
+    results = []
+    for count in (1, 3):
+        arrays = {k: v.copy() for k, v in start.items()}
+        param, grad = arrays.pop("param"), arrays.pop("grad")
+        positional = [arrays.pop(k) for k in ("m", "v", "acc") if k in arrays]
+        with threads.using(count):
+            getattr(kernels, name)(param, grad, *positional, **arrays, **kwargs)
+        results.append([param, *positional, *arrays.values()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[0][0], start["param"])
