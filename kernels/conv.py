@@ -79,13 +79,15 @@ def _cpu():
 
 
 def _njit_ok(xp, win, a):
-    """Whether the 2-D njit loops take ``a`` (channels-last, rank 1 or 2, float)."""
+    """Whether the 2-D njit loops take ``a`` (channels-last, rank 1 or 2, float32 or
+    float64: Numba has no float16 arithmetic)."""
     return (enabled() and is_numpy_namespace(xp) and len(win.ksize) <= 2
-            and a.dtype.kind == "f")
+            and a.dtype in (np.float32, np.float64))
 
 
 def _chunks(fn, n):
-    """``fn(start, stop)`` over the batch ``range(n)`` in one chunk per thread."""
+    """``fn(start, stop)`` over chunks of the batch ``range(n)``, side by side on xpnet's
+    threads (:func:`xpnet.kernels.threads.run`)."""
     return threads.run(fn, n)
 
 

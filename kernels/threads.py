@@ -20,8 +20,7 @@ import threading
 
 __all__ = ["available", "count", "using", "split", "run", "matmul", "matmuls"]
 
-_STATE = {"threads": 1}
-_LOCAL = threading.local()  # marks the team's own threads: their run() is serial
+_LOCAL = threading.local()  # .threads: this thread's count inside using() (the team's are 1)
 
 
 def available():
@@ -59,8 +58,9 @@ def _cgroup_cpus(root="/sys/fs/cgroup"):
 
 
 def count():
-    """Threads the next :func:`run` may use (1 outside :func:`using`)."""
-    return 1 if getattr(_LOCAL, "worker", False) else _STATE["threads"]
+    """Threads the calling thread's next :func:`run` may use (1 outside :func:`using`, and
+    on the team's own threads)."""
+    return getattr(_LOCAL, "threads", 1)
 
 
 # A thread that waits sleeps only after this many ``sched_yield`` calls (about 0.25 us
@@ -126,7 +126,6 @@ class _Team:
             self.members.append((start, done))
 
     def _serve(self, index, start, done, wait):
-        _LOCAL.worker = True
         seen = int(self.generation[0])
         while True:
             if wait is not None:
@@ -141,21 +140,34 @@ class _Team:
 
     def run(self, job, helpers):
         """``job()`` on the calling thread and on ``helpers`` members at once. The caller
-        holds ``busy``."""
+        holds ``busy``. Returns only when every member it started has finished, even when
+        the caller is interrupted (Ctrl-C) meanwhile: the members may still be writing into
+        the caller's arrays, and a member whose ``done`` lock was left unclaimed would
+        desynchronise the next job. A ``KeyboardInterrupt`` that arrives while waiting is
+        raised after the wait."""
         self.job = job
         members = self.members[:helpers]
         self.generation[0] += 1
-        for start, _ in members:
-            start.release()
+        started, interrupted = [], None
         try:
+            for start, done in members:
+                start.release()
+                started.append(done)
             job()
         finally:
             wait = _SPIN[0]
-            if wait is not None:
-                wait(self.finished, len(members), self.generation[0], _SPINS)
-            for _, done in members:
-                done.acquire()
+            while started:
+                try:
+                    if wait is not None:
+                        wait(self.finished, len(members), self.generation[0], _SPINS)
+                    while started:
+                        started[0].acquire()
+                        started.pop(0)
+                except BaseException as exc:  # noqa: B036 - raised below, after the wait
+                    interrupted = interrupted or exc
             self.job = None
+        if interrupted is not None:
+            raise interrupted
 
 
 _TEAM = _Team()
@@ -165,7 +177,7 @@ def _after_fork():
     """A forked child has none of the parent's threads: it starts a team of its own."""
     global _TEAM
     _TEAM = _Team()
-    _STATE["threads"] = 1
+    _LOCAL.threads = 1
 
 
 if hasattr(os, "register_at_fork"):
@@ -174,14 +186,15 @@ if hasattr(os, "register_at_fork"):
 
 @contextlib.contextmanager
 def using(n):
-    """A context in which :func:`run` splits its work over ``n`` threads."""
+    """A context in which the calling thread's :func:`run` calls split their work over
+    ``n`` threads (the count is per thread: other threads are not affected)."""
     n = max(1, int(n))
     _TEAM.grow(n - 1)
-    previous, _STATE["threads"] = _STATE["threads"], n
+    previous, _LOCAL.threads = count(), n
     try:
         yield
     finally:
-        _STATE["threads"] = previous
+        _LOCAL.threads = previous
 
 
 def split(total, parts):

@@ -527,3 +527,15 @@ def test_configs_survive_json(layer):
     config = layer.get_config()
     clone = type(layer).from_config(json.loads(json.dumps(config)))
     assert clone.get_config() == config
+
+
+def test_float16_convolutions_take_the_composed_path():
+    """Numba has no float16 arithmetic: half-precision layers keep the array-API engine."""
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 1)).astype(np.float16)
+    layer = layers.Conv2D(4, 3, dtype="float16")
+    layer(x)  # builds it
+    y, ctx = layer.forward(x)
+    assert y.dtype == np.float16 and not isinstance(ctx, kconv.FusedContext)
+    layer.backward_params(ctx, np.ones_like(y))
+    assert layer.grads["kernel"].dtype == np.float16
+    assert np.isfinite(layer.grads["kernel"]).all() and layer.grads["kernel"].any()

@@ -209,3 +209,62 @@ def test_optimizer_updates_split_over_threads_equal_one_thread(name, kwargs, slo
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(results[0][0], start["param"])
+
+
+def test_ctrl_c_while_waiting_for_a_helper_leaves_the_team_in_step():
+    """A KeyboardInterrupt that reaches the caller while it waits for the other thread is
+    raised only once that thread has finished its chunk, and the next runs are complete."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals go to the main thread")
+
+    helper_started = threading.Event()
+
+    def chunk(i, j):
+        if threading.current_thread() is threading.main_thread():
+            helper_started.wait(5)  # so that the helper holds the other chunk
+        else:
+            helper_started.set()
+            time.sleep(0.3)
+        return (i, j)
+
+    timer = threading.Timer(0.1, lambda: signal.pthread_kill(threading.main_thread().ident,
+                                                            signal.SIGINT))
+    with threads.using(2):
+        threads._CHUNKS_PER_THREAD, before = 1, threads._CHUNKS_PER_THREAD
+        try:
+            start = time.perf_counter()
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                threads.run(chunk, 2)
+            assert time.perf_counter() - start >= 0.29  # waited for the helper's chunk
+        finally:
+            threads._CHUNKS_PER_THREAD = before
+            timer.cancel()
+        for _ in range(3):
+            assert threads.run(lambda i, j: (i, j), 4) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_the_thread_count_belongs_to_the_thread_that_set_it():
+    seen = {}
+    entered, leave = threading.Event(), threading.Event()
+
+    def other():
+        with threads.using(3):
+            entered.set()
+            leave.wait(5)
+            seen["inner"] = threads.count()
+        seen["after"] = threads.count()
+
+    t = threading.Thread(target=other)
+    t.start()
+    entered.wait(5)
+    seen["main while other inside"] = threads.count()
+    with threads.using(2):
+        leave.set()
+        t.join()
+        seen["main inside"] = threads.count()
+    seen["main after"] = threads.count()
+    assert seen == {"inner": 3, "after": 1, "main while other inside": 1, "main inside": 2,
+                    "main after": 1}

@@ -104,7 +104,13 @@ class Dense(ActivatedLayer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def forward_z(self, x, training=False):
-        z = kernels.matmul(x, self.params["kernel"])
+        kernel = self.params["kernel"]
+        if x.ndim == 2:
+            z = kernels.matmul(x, kernel)
+        else:  # one 2-D product over every leading axis (split over xpnet's threads in fit)
+            xp = namespace(x)
+            z = xp.reshape(kernels.matmul(xp.reshape(x, (-1, kernel.shape[0])), kernel),
+                           tuple(x.shape[:-1]) + (self.units,))
         if self.use_bias:
             z = z + self.params["bias"]
         return z, x
@@ -121,9 +127,9 @@ class Dense(ActivatedLayer):
         if not need_dx:
             self.grads["kernel"] += kernels.matmul(x.mT, dz2)
             return None
-        dkernel, dx = kernels.matmuls((x.mT, dz2), (dz, kernel.mT))
+        dkernel, dx = kernels.matmuls((x.mT, dz2), (dz2, kernel.mT))
         self.grads["kernel"] += dkernel
-        return dx
+        return dx if dz.ndim == 2 else xp.reshape(dx, tuple(dz.shape[:-1]) + (kernel.shape[0],))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
