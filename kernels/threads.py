@@ -101,12 +101,17 @@ class _Team:
         self.job = None
         self.members = []
         self.busy = threading.Lock()  # one job at a time: other callers run theirs serially
+        self.growing = threading.Lock()  # two threads entering using() at once
         self.generation = None  # [the current job's number]
         self.finished = None  # per member: the number of the last job it finished
 
     def grow(self, n):
         if n <= len(self.members):
             return
+        with self.growing:
+            self._grow(n)
+
+    def _grow(self, n):
         import numpy as np
 
         wait = _spin()
