@@ -18,9 +18,39 @@ _njit = numba.njit(**_OPTIONS)
 
 
 @_njit
-def im2col(x, out, kh, kw, sh, sw, dh, dw, ph, pw):
-    """``out[b, i, j, (a*kw + e)*C + c] = x[b, i*sh + a*dh - ph, j*sw + e*dw - pw, c]``,
-    zero outside ``x``. ``out`` is (n, oh, ow, kh*kw*C)."""
+def im2col(x, out, kh, kw, sh, sw, dh, dw, ph, pw, groups):
+    """``out[b, i, j, g*K*Cg + (a*kw + e)*Cg + c] = x[b, i*sh + a*dh - ph, j*sw + e*dw - pw,
+    g*Cg + c]``, zero outside ``x``, with ``K = kh*kw`` and ``Cg = C / groups``: each
+    group's columns are one contiguous block of a row (with one group, the engine's
+    (tap, channel) order). ``out`` is (n, oh, ow, K*C)."""
+    if groups == 1:  # its own loop nest: the grouped one ran the common case 1.8x slower
+        _im2col_one(x, out, kh, kw, sh, sw, dh, dw, ph, pw)
+        return
+    n, h, w, c = x.shape
+    oh, ow = out.shape[1], out.shape[2]
+    cg = c // groups
+    kg = kh * kw * cg
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for a in range(kh):
+                    r = i * sh + a * dh - ph
+                    for e in range(kw):
+                        q = j * sw + e * dw - pw
+                        tap = (a * kw + e) * cg
+                        inside = r >= 0 and r < h and q >= 0 and q < w
+                        for g in range(groups):
+                            base, src = g * kg + tap, g * cg
+                            if inside:
+                                for ch in range(cg):
+                                    out[b, i, j, base + ch] = x[b, r, q, src + ch]
+                            else:
+                                for ch in range(cg):
+                                    out[b, i, j, base + ch] = 0.0
+
+
+@_njit
+def _im2col_one(x, out, kh, kw, sh, sw, dh, dw, ph, pw):
     n, h, w, c = x.shape
     oh, ow = out.shape[1], out.shape[2]
     for b in range(n):
@@ -40,9 +70,37 @@ def im2col(x, out, kh, kw, sh, sw, dh, dw, ph, pw):
 
 
 @_njit
-def col2im(cols, dx, kh, kw, sh, sw, dh, dw, ph, pw):
-    """The adjoint of :func:`im2col`: ``dx`` (n, h, w, C) = the sum of the columns that
-    read each pixel. ``dx`` is overwritten."""
+def col2im(cols, dx, kh, kw, sh, sw, dh, dw, ph, pw, groups):
+    """The adjoint of :func:`im2col` (same column order): ``dx`` (n, h, w, C) = the sum of
+    the columns that read each pixel. ``dx`` is overwritten."""
+    if groups == 1:  # its own loop nest, as im2col's
+        _col2im_one(cols, dx, kh, kw, sh, sw, dh, dw, ph, pw)
+        return
+    n, h, w, c = dx.shape
+    oh, ow = cols.shape[1], cols.shape[2]
+    cg = c // groups
+    kg = kh * kw * cg
+    for b in range(n):
+        dx[b] = 0.0
+        for i in range(oh):
+            for a in range(kh):
+                r = i * sh + a * dh - ph
+                if r < 0 or r >= h:
+                    continue
+                for j in range(ow):
+                    for e in range(kw):
+                        q = j * sw + e * dw - pw
+                        if q < 0 or q >= w:
+                            continue
+                        tap = (a * kw + e) * cg
+                        for g in range(groups):
+                            base, dst = g * kg + tap, g * cg
+                            for ch in range(cg):
+                                dx[b, r, q, dst + ch] += cols[b, i, j, base + ch]
+
+
+@_njit
+def _col2im_one(cols, dx, kh, kw, sh, sw, dh, dw, ph, pw):
     n, h, w, c = dx.shape
     oh, ow = cols.shape[1], cols.shape[2]
     for b in range(n):

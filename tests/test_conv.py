@@ -421,49 +421,60 @@ def test_threaded_chunks_match_one_thread(kernel_size, c):
 
 
 FUSED_CASES = [
-    # (spatial sizes, channels, kernel, strides, dilation, padding)
-    ((9, 8), 1, (3, 3), (1, 1), (1, 1), "valid"),     # one channel: NumPy's slices
-    ((9, 8), 3, (3, 2), (2, 1), (1, 1), "same"),      # stride, even kernel, padding
-    ((10, 9), 2, (3, 3), (1, 1), (2, 2), "same"),     # dilation
-    ((9, 8), 5, (3, 3), (2, 2), (1, 1), "same"),      # wide columns: OpenBLAS's dkernel
-    ((7, 7), 4, (1, 1), (1, 1), (1, 1), "valid"),     # pointwise: columns are the input
-    ((6, 5), 40, (1, 1), (1, 1), (1, 1), "valid"),    # pointwise, wide
-    ((11,), 2, (4,), (1,), (1,), "causal"),           # 1-D
-    ((11,), 9, (4,), (2,), (1,), "same"),             # 1-D, stride
+    # (spatial sizes, channels, kernel, strides, dilation, padding, groups)
+    ((9, 8), 1, (3, 3), (1, 1), (1, 1), "valid", 1),     # one channel: NumPy's slices
+    ((9, 8), 3, (3, 2), (2, 1), (1, 1), "same", 1),      # stride, even kernel, padding
+    ((10, 9), 2, (3, 3), (1, 1), (2, 2), "same", 1),     # dilation
+    ((9, 8), 5, (3, 3), (2, 2), (1, 1), "same", 1),      # wide columns: OpenBLAS's dkernel
+    ((7, 7), 4, (1, 1), (1, 1), (1, 1), "valid", 1),     # pointwise: columns are the input
+    ((6, 5), 40, (1, 1), (1, 1), (1, 1), "valid", 1),    # pointwise, wide
+    ((11,), 2, (4,), (1,), (1,), "causal", 1),           # 1-D
+    ((11,), 9, (4,), (2,), (1,), "same", 1),             # 1-D, stride
+    ((9, 8), 4, (3, 3), (1, 1), (1, 1), "same", 2),      # groups
+    ((9, 8), 3, (3, 2), (2, 1), (1, 1), "same", 3),      # depthwise (one channel a group)
+    ((7, 6), 6, (1, 1), (1, 1), (1, 1), "valid", 3),     # grouped pointwise
+    ((12,), 6, (3,), (1,), (2,), "causal", 2),           # 1-D, groups, dilation
 ]
 
 
 @pytest.mark.parametrize("kind", [None, "relu"])
-@pytest.mark.parametrize("sizes, c, k, s, d, padding", FUSED_CASES)
-def test_fused_conv_matches_the_engine(sizes, c, k, s, d, padding, kind):
-    """The chunked NumPy pipeline (im2col + product with bias and ReLU; the narrow kernel
-    gradient without ``dx``) against the array-API engine composed with the bias and the
-    activation, float64, 2 threads."""
+@pytest.mark.parametrize("sizes, c, k, s, d, padding, groups", FUSED_CASES)
+def test_fused_conv_matches_the_engine(sizes, c, k, s, d, padding, groups, kind):
+    """The chunked NumPy pipeline (im2col + product with bias and ReLU, groups side by side
+    in one column array; the narrow kernel gradient without ``dx``) against the array-API
+    engine composed with the bias and the activation, float64, 2 threads."""
     from xpnet.kernels import reference_conv as ref
     from xpnet.kernels import threads
     from xpnet.kernels.reference import activation_grad
 
     rng = np.random.default_rng(len(sizes) * 100 + c)
     x = rng.standard_normal((5,) + sizes + (c,))
-    kernel = rng.standard_normal(k + (c, 6))
+    kernel = rng.standard_normal(k + (c // groups, 6))
     bias = rng.standard_normal(6)
     win = kconv.window(sizes, k, s, d, padding)
     with threads.using(2):
-        y, ctx = kconv.conv_fused_forward(x, kernel, bias, win, 1, kind)
+        y, ctx = kconv.conv_fused_forward(x, kernel, bias, win, groups, kind)
         dy = rng.standard_normal(y.shape)
         dk, db, dx = kconv.conv_fused_backward(ctx, dy, kernel)
         dk2, db2, none = kconv.conv_fused_backward(ctx, dy, kernel, need_dx=False)
-    z, cols = ref.conv_forward(x, kernel, win, 1, np)
+    z, cols = ref.conv_forward(x, kernel, win, groups, np)
     z = z + bias
     want = z if kind is None else np.maximum(z, 0)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
     dz = dy if kind is None else activation_grad("relu", dy, want, np)
-    dk_ref, dx_ref = ref.conv_backward(dz, cols, kernel, win, 1, np)
+    dk_ref, dx_ref = ref.conv_backward(dz, cols, kernel, win, groups, np)
     np.testing.assert_allclose(dk, dk_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(db, dz.reshape(-1, 6).sum(0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dk2, dk, rtol=1e-12)
     assert none is None
+    # the bias-free, activation-free entry points the other layers use
+    z0, ctx0 = kconv.conv_forward(x, kernel, win, groups)
+    np.testing.assert_allclose(z0, z - bias, rtol=1e-12, atol=1e-12)
+    dk0, dx0 = kconv.conv_backward(dy, ctx0, kernel, win, groups)
+    dk_ref0, dx_ref0 = ref.conv_backward(dy, cols, kernel, win, groups, np)
+    np.testing.assert_allclose(dk0, dk_ref0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx0, dx_ref0, rtol=1e-12, atol=1e-12)
 
 
 def test_fused_conv_dispatch(monkeypatch):
@@ -487,8 +498,6 @@ def test_fused_conv_dispatch(monkeypatch):
     # grad_narrow; with dx, or on wide columns: the product
     assert calls == ["grad_narrow", "im2col", "grad_narrow", "im2col"]
     x4 = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
-    k4 = np.ones((3, 3, 2, 4), np.float32)
-    assert kconv.conv_fused_forward(x4, k4, None, win, 2, "relu") is None      # groups
     k4 = np.ones((3, 3, 4, 4), np.float32)
     assert kconv.conv_fused_forward(x4, k4, None, win, 1, "tanh") is None      # activation
     assert kconv.conv_fused_forward(x4, k4.astype(np.float64), None, win, 1, None) is None
