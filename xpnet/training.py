@@ -377,6 +377,7 @@ class Trainer(DataAdapter):
         cb.on_train_end(self._read_logs())
         return self.history
 
+    @contextlib.contextmanager
     def _cpu_threads(self, batch_size):
         """The threads for steps of ``batch_size`` samples, as a context: on the CPU, BLAS on
         one thread and xpnet's own threads (:mod:`xpnet.kernels.threads`) splitting each
@@ -390,17 +391,16 @@ class Trainer(DataAdapter):
         OpenBLAS's, whose idle threads spin (benchmarks/RESULTS.md, "Convolutions").
         """
         if self.backend.name != "cpu":
-            return contextlib.nullcontext()
+            yield
+            return
         n = threads.available()
         if not os.environ.get("XPNET_CPU_THREADS"):
             macs = getattr(self, "_macs", None)
             if macs is None:
                 macs = self._macs = self.macs()
             n = 1 if batch_size * macs < _SMALL_STEP_MACS else n
-        stack = contextlib.ExitStack()
-        stack.enter_context(self.backend.limit_threads(1))
-        stack.enter_context(threads.using(n))
-        return stack
+        with self.backend.limit_threads(1), threads.using(n):
+            yield
 
     def _read_logs(self):
         """Every tracked value as a Python float: the one host sync of an epoch."""
