@@ -10,7 +10,7 @@ from xpnet import keras
 
 class Scale(keras.layers.Layer):
     def build(self, input_shape):
-        self.add_weight("gamma", (input_shape[-1],), initializer="ones")
+        self.add_weight(name="gamma", shape=(input_shape[-1],), initializer="ones")
 
     def forward(self, x, training=False):
         return x * self.params["gamma"], x

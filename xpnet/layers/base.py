@@ -17,7 +17,7 @@ from xpnet import regularizers
 from xpnet.backend import backend_of
 from xpnet.backend import get_backend
 
-__all__ = ["Layer", "ActivatedLayer", "KerasTensor", "Node"]
+__all__ = ["Layer", "ActivatedLayer", "KerasTensor", "Node", "InputGrads"]
 
 _NAME_COUNTS = {}
 
@@ -49,6 +49,17 @@ class KerasTensor:
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+
+class InputGrads:
+    """What ``backward`` returns when keyword tensors need gradients too: ``args`` is the
+    gradient of the positional input(s), as ``backward`` would return it alone, and
+    ``kwargs`` maps keyword-argument names (``"key"``, ``"initial_state"``) to theirs."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args, kwargs):
+        self.args, self.kwargs = args, dict(kwargs)
 
 
 class Node:
@@ -106,21 +117,40 @@ class Layer:
         self._rng = None  # a layer that draws random numbers keeps its generator here
 
     # -- weights -----------------------------------------------------------------------
-    def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None,
-                   regularizer=None):
-        """Create a weight on the layer's backend; a trainable one gets a zero gradient.
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
+                   regularizer=None, constraint=None, name=None, **kwargs):
+        """Create a weight on the layer's backend, as Keras 3's ``add_weight``; a trainable
+        one gets a zero gradient in ``grads[name]``.
 
+        ``initializer`` defaults to ``"glorot_uniform"`` for float weights (Keras's default).
         A ``regularizer`` (name or :class:`xpnet.regularizers.Regularizer`) adds its penalty
-        to the model's loss and its gradient to this weight's gradient.
+        to the model's loss and its gradient to this weight's gradient. xpnet's earlier
+        spelling ``add_weight(name, shape, initializer)`` (the name first) is accepted too.
         """
+        if isinstance(shape, str):  # add_weight("kernel", (3, 4), init): the name first
+            name, shape, initializer, dtype = shape, initializer, dtype, None
+        unknown = set(kwargs) - {"autocast", "aggregation", "overwrite_with_gradient"}
+        if unknown:
+            raise TypeError(f"{self.name}: add_weight got unexpected argument(s) "
+                            f"{sorted(unknown)}")
+        if shape is None:
+            raise ValueError(f"{self.name}: add_weight needs a shape, e.g. shape=(3, 4)")
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        name = name if name is not None else f"variable_{len(self.params)}"
+        if name in self.params:
+            raise ValueError(f"{self.name}: a weight named {name!r} exists already")
+        if constraint is not None:
+            raise NotImplementedError(f"{self.name}: weight constraints are not supported yet")
+        if self.backend is None:
+            self.backend = get_backend(None)
         backend = self.backend
         xp = backend.xp
         dt = getattr(xp, _dtype_name(dtype or self.dtype))
-        value = initializers.get(initializer)(tuple(shape), dt, backend)
+        value = initializers.get(initializer or "glorot_uniform")(shape, dt, backend)
         self.params[name] = xp.asarray(value, dtype=dt, copy=True)
         if trainable:
             self._trainable_names.append(name)
-            self.grads[name] = xp.zeros(tuple(shape), dtype=dt, device=backend.device)
+            self.grads[name] = xp.zeros(shape, dtype=dt, device=backend.device)
         regularizer = regularizers.get(regularizer)
         if regularizer is not None:
             self.regularizers[name] = regularizer

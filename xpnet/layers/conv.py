@@ -128,7 +128,7 @@ class _BaseConv(ActivatedLayer):
 
     def _add_bias(self, n):
         if self.use_bias:
-            self.add_weight("bias", (n,), self.bias_initializer,
+            self.add_weight(name="bias", shape=(n,), initializer=self.bias_initializer,
                             regularizer=self.bias_regularizer)
 
     def _bias(self):
@@ -269,8 +269,8 @@ class _Conv(_BaseConv):
 
     def build(self, input_shape):
         c = channels(input_shape, self.data_format)
-        self.add_weight("kernel", self.kernel_size + (c // self.groups, self.filters),
-                        self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.add_weight(name="kernel", shape=self.kernel_size + (c // self.groups, self.filters),
+                        initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
         self._add_bias(self.filters)
 
     def _fused_forward(self, x, kind):
@@ -371,8 +371,8 @@ class _ConvTranspose(_BaseConv):
 
     def build(self, input_shape):
         c = channels(input_shape, self.data_format)
-        self.add_weight("kernel", self.kernel_size + (self.filters, c),
-                        self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.add_weight(name="kernel", shape=self.kernel_size + (self.filters, c),
+                        initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
         self._add_bias(self.filters)
 
     def _linear(self, x):

@@ -52,8 +52,9 @@ class _DepthwiseConv(_BaseConv):
 
     def build(self, input_shape):
         c = channels(input_shape, self.data_format)
-        self.add_weight("kernel", self.kernel_size + (c, self.depth_multiplier),
-                        self.depthwise_initializer, regularizer=self.depthwise_regularizer)
+        self.add_weight(name="kernel", shape=self.kernel_size + (c, self.depth_multiplier),
+                        initializer=self.depthwise_initializer,
+                        regularizer=self.depthwise_regularizer)
         self._add_bias(c * self.depth_multiplier)
 
     def _linear(self, x):
@@ -146,10 +147,12 @@ class _SeparableConv(_BaseConv):
     def build(self, input_shape):
         c = channels(input_shape, self.data_format)
         m = self.depth_multiplier
-        self.add_weight("depthwise_kernel", self.kernel_size + (c, m),
-                        self.depthwise_initializer, regularizer=self.depthwise_regularizer)
-        self.add_weight("pointwise_kernel", (1,) * self.rank + (c * m, self.filters),
-                        self.pointwise_initializer, regularizer=self.pointwise_regularizer)
+        self.add_weight(name="depthwise_kernel", shape=self.kernel_size + (c, m),
+                        initializer=self.depthwise_initializer,
+                        regularizer=self.depthwise_regularizer)
+        self.add_weight(name="pointwise_kernel", shape=(1,) * self.rank + (c * m, self.filters),
+                        initializer=self.pointwise_initializer,
+                        regularizer=self.pointwise_regularizer)
         self._add_bias(self.filters)
 
     def _linear(self, x):

@@ -94,10 +94,11 @@ class Dense(ActivatedLayer):
             )
 
     def build(self, input_shape):
-        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+        self.add_weight(name="kernel", shape=(input_shape[-1], self.units),
+                        initializer=self.kernel_initializer,
                         regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer,
+            self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
                             regularizer=self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):

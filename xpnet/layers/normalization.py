@@ -72,10 +72,12 @@ class _Normalization(Layer):
         self._bshape = tuple(input_shape[i] if i in self._axes else 1 for i in range(ndim))
         self._others = tuple(i for i in range(ndim) if i not in self._axes)
         if self.scale:
-            self.add_weight("gamma", self._param_shape, self.gamma_initializer,
+            self.add_weight(name="gamma", shape=self._param_shape,
+                            initializer=self.gamma_initializer,
                             regularizer=self.gamma_regularizer)
         if self.center:
-            self.add_weight("beta", self._param_shape, self.beta_initializer,
+            self.add_weight(name="beta", shape=self._param_shape,
+                            initializer=self.beta_initializer,
                             regularizer=self.beta_regularizer)
 
     def _b(self, name):
@@ -140,10 +142,11 @@ class BatchNormalization(_Normalization):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.add_weight("moving_mean", self._param_shape, self.moving_mean_initializer,
+        self.add_weight(name="moving_mean", shape=self._param_shape,
+                        initializer=self.moving_mean_initializer,
                         trainable=False)
-        self.add_weight("moving_variance", self._param_shape,
-                        self.moving_variance_initializer, trainable=False)
+        self.add_weight(name="moving_variance", shape=self._param_shape,
+                        initializer=self.moving_variance_initializer, trainable=False)
 
     def forward(self, x, training=False):
         xp = namespace(x)
