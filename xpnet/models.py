@@ -222,7 +222,8 @@ class Model(Trainer, Layer):
                                  f"got {tuple(s)}")
 
     def compute_output_shape(self, input_shape):
-        self._require_graph("compute_output_shape")
+        if self._graph is None:
+            raise NotImplementedError  # a subclassed model: found by calling it
         return map_structure(lambda t: tuple(t.shape), self._output_tree)
 
     # -- weights -------------------------------------------------------------------------
@@ -322,7 +323,7 @@ class Model(Trainer, Layer):
                 if act is not None and last - k in act:
                     reg, y = act[last - k]
                     d = reg.grad(y) if d is None else d + reg.grad(y)
-                if d is None:
+                if d is None and not (step.nested and _carries_losses(c)):
                     continue
                 grads[step.outs[0]] = None
                 if fused and step.fused:
@@ -345,7 +346,7 @@ class Model(Trainer, Layer):
 
     def _backward_step(self, step, c, grads, need_dx):
         dys = [grads[s] for s in step.outs]
-        if all(d is None for d in dys):
+        if all(d is None for d in dys) and not (step.nested and _carries_losses(c)):
             return
         for s in step.outs:
             grads[s] = None
@@ -499,6 +500,16 @@ class Model(Trainer, Layer):
             raise ValueError(f"{self.name}: {what} needs the input shape; give the first "
                              "layer input_shape=..., start with keras.Input(shape=...), "
                              "or call fit/predict first")
+
+
+def _carries_losses(ctx):
+    """Whether a nested step added losses whose gradient must flow even where its outputs
+    get none."""
+    if isinstance(ctx, calls.TapeContext):
+        return bool(ctx.losses)
+    if isinstance(ctx, GraphContext):
+        return not isinstance(ctx.penalty, float)
+    return False
 
 
 def _dtype_name(dtype):

@@ -212,17 +212,30 @@ def call_eager(layer, args, kwargs):
             for la in layer._all_layers():
                 la._losses.clear()
         if call_based:
+            tape = None if st.probing else recording_tape()
+            if tape is not None and tape._watched:  # watched arrays: their traced values,
+                args = [map_structure(lambda a: _watched_leaf(tape, a), a) for a in args]
             kw = dict(kwargs)
             if sig.training or sig.var_kw:
                 kw["training"] = training
             out = layer.call(*args, **kw)
             _check_output(layer, out)
+            if layer.output_shape is None:
+                layer.output_shape = map_structure(_shape_of, out)
             return _after_call(layer, args, kwargs, out, not entry, None)
         return _call_forward(layer, args, kwargs, training, sig, not entry)
     finally:
         st.training = prev
         st.stack.pop()
         st.depth -= 1
+
+
+def _watched_leaf(tape, a):
+    """A watched plain array as its traced value (so operators on it record)."""
+    if isinstance(a, Traced) or not hasattr(a, "shape"):
+        return a
+    leaf = tape.leaf(a)
+    return a if leaf is None else leaf
 
 
 def _check_output(layer, out):

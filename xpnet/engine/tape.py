@@ -132,18 +132,22 @@ class Tape:
         return t
 
     def watch(self, x):
-        """Trace ``x`` (an array, a Variable, or a list of them) from here on."""
+        """Trace ``x`` (an array, a Variable, or a list of them) from here on; returns the
+        traced value(s), on which Python operators are recorded too."""
         if isinstance(x, (list, tuple)):
-            for a in x:
-                self.watch(a)
-            return
+            return type(x)(self.watch(a) for a in x)
         if getattr(x, "_xpnet_value", None) is not None:
-            self.variable_leaf(x, force=True)
-        elif isinstance(x, Traced):
-            if x.tape is not self:  # a value traced elsewhere: start a leaf here
-                self._watched[id(x.value)] = (x.value, self.new(x.value, x.mask))
-        else:
-            self._watched[id(x)] = (x, self.new(x))
+            return self.variable_leaf(x, force=True)
+        if isinstance(x, Traced):
+            if x.tape is self:
+                return x
+            leaf = self.new(x.value, x.mask)  # a value traced elsewhere: a leaf here
+            self._watched[id(x.value)] = (x.value, leaf)
+            return leaf
+        entry = self._watched.get(id(x))
+        if entry is None or entry[0] is not x:
+            entry = self._watched[id(x)] = (x, self.new(x))
+        return entry[1]
 
     def variable_leaf(self, var, force=False):
         entry = self._var_leaves.get(id(var))
@@ -252,7 +256,9 @@ class GradientTape:
         return False
 
     def watch(self, x):
-        self._tape.watch(x)
+        """Trace ``x`` (arrays or Variables); returns the traced value(s), on which Python
+        operators are recorded too (``ops`` functions record on ``x`` itself)."""
+        return self._tape.watch(x)
 
     def stop_recording(self):
         """A context in which nothing is recorded."""

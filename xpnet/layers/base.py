@@ -330,7 +330,10 @@ class Layer:
         self.input_shape = input_shape
         if type(self).compute_output_shape is not Layer.compute_output_shape or \
                 not calls.is_call_based(self):
-            self.output_shape = self.compute_output_shape(input_shape)
+            try:
+                self.output_shape = self.compute_output_shape(input_shape)
+            except NotImplementedError:  # a call() layer without a shape rule
+                self.output_shape = None
         self.built = True
 
     def check_input_shape(self, input_shape):

@@ -452,7 +452,7 @@ def stack(xs, axis=0):
 
     def vjp(dys, outs, *vals):
         ax = axis % (vals[0].ndim + 1)
-        return tuple(dys[0][tuple([builtins.slice(None)] * ax + [k])]
+        return tuple(dys[0][tuple([builtins.slice(None)] * ax + [k, Ellipsis])]
                      for k in range(len(vals)))
     return op("stack", lambda *vals: _xp(*vals).stack(list(vals), axis=axis), vjp, xs)
 
@@ -538,7 +538,13 @@ def get_item(x, key):
         if hasattr(key_v, "shape"):  # integer array on axis 0: a gather
             return (_scatter_rows(dys[0], key_v, v.shape[0], xp),)
         g = xp.zeros(v.shape, dtype=dys[0].dtype, device=_dev(v))
-        g[key_v] = dys[0]
+        key, dy = key_v, dys[0]
+        if isinstance(key, tuple) and builtins.any(k is None for k in key):
+            key = tuple(k for k in key if k is not None)  # new axes: dy has them, drop
+            dy = xp.reshape(dy, tuple(g[key].shape))
+        elif key is None:
+            key, dy = Ellipsis, xp.reshape(dy, tuple(v.shape))
+        g[key] = dy
         return (g,)
     return op("get_item", lambda v: v[key_v], vjp, (x,))
 
@@ -553,9 +559,9 @@ def _scatter_rows(g, idx, n, xp):
     return xp.reshape(xp.matrix_transpose(onehot) @ g2, (n,) + rest)
 
 
-def slice(inputs, start_indices, shape_):
+def slice(inputs, start_indices, shape):  # noqa: F811 (Keras's argument name)
     """``inputs[start : start + shape]`` on every axis (keras.ops.slice)."""
-    key = tuple(builtins.slice(s, s + n) for s, n in zip(start_indices, shape_))
+    key = tuple(builtins.slice(s, s + n) for s, n in zip(start_indices, shape))
     return get_item(inputs, key)
 
 
@@ -812,12 +818,12 @@ def is_tensor(x):
 
 
 def _creation(xp_fn):
-    def fn(shape_, dtype=None, **kwargs):
+    def fn(shape, dtype=None, **kwargs):
         backend = _current_backend()
         xp = backend.xp
         dt = _dtype(xp, dtype) if dtype is not None else xp.float32
-        shape_ = (shape_,) if isinstance(shape_, int) else tuple(int(s) for s in shape_)
-        return xp_fn(xp, shape_, dt, backend.device, **kwargs)
+        shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+        return xp_fn(xp, shape, dt, backend.device, **kwargs)
     return fn
 
 
@@ -825,11 +831,11 @@ zeros = _creation(lambda xp, s, dt, dev: xp.zeros(s, dtype=dt, device=dev))
 ones = _creation(lambda xp, s, dt, dev: xp.ones(s, dtype=dt, device=dev))
 
 
-def full(shape_, fill_value, dtype=None):
+def full(shape, fill_value, dtype=None):
     backend = _current_backend()
     xp = backend.xp
-    shape_ = (shape_,) if isinstance(shape_, int) else tuple(shape_)
-    return xp.full(shape_, fill_value, dtype=_dtype(xp, dtype) or xp.float32,
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return xp.full(shape, fill_value, dtype=_dtype(xp, dtype) or xp.float32,
                    device=backend.device)
 
 

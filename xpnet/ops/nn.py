@@ -101,7 +101,12 @@ def _loss_op(name, loss, target, output):
 
     def vjp(dys, outs, t, o):
         xp = _xp(o)
-        g = loss.grad(loss.prepare(t, o), o)
+        t = loss.prepare(t, o)
+        if getattr(loss, "from_logits", False) and hasattr(loss, "_targets"):
+            t = loss._targets(t, o)  # softmax cross-entropy: d/dz = softmax(z) sum(t) - t
+            g = kernels.activation("softmax", o) * xp.sum(t, axis=-1, keepdims=True) - t
+        else:
+            g = loss.grad(t, o)
         return (None, g * xp.expand_dims(dys[0], axis=-1))
     return op(name, fn, vjp, (target, output))
 
@@ -111,11 +116,10 @@ def binary_crossentropy(target, output, from_logits=False):
     the last axis, probabilities clipped to ``[1e-7, 1 - 1e-7]``)."""
     from xpnet import losses
     from xpnet.ops.core import expand_dims
-    from xpnet.ops.core import squeeze
 
     loss = losses.BinaryCrossentropy(from_logits=from_logits)
-    return squeeze(_loss_op("binary_crossentropy", loss, expand_dims(target, -1),
-                            expand_dims(output, -1)), -1)
+    return _loss_op("binary_crossentropy", loss, expand_dims(target, -1),
+                    expand_dims(output, -1))
 
 
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
