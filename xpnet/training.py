@@ -412,7 +412,7 @@ class Trainer(DataAdapter):
         self.reset_metrics()
         n = xs[0].shape[0]
         for start in range(0, n, batch_size):
-            index = slice(start, start + batch_size)
+            index = slice(start, min(start + batch_size, n))  # layers10: in-bounds stop
             self._test_step([a[index, ...] for a in xs], [a[index, ...] for a in ys],
                             None if sw is None else sw[index])
         return self._read_logs()
@@ -443,7 +443,7 @@ class Trainer(DataAdapter):
         chunks = []
         with self._cpu_threads(batch_size):
             for start in range(0, n, batch_size):
-                batch = [a[start:start + batch_size, ...] for a in xs]
+                batch = [a[start:min(start + batch_size, n), ...] for a in xs]  # layers10
                 out, _ = self.forward(batch if self._multi_in else batch[0], training=False)
                 chunks.append(out if self._multi_out else [out])
         xp = self.backend.xp
