@@ -208,3 +208,23 @@ def test_augmentation_in_a_model(backend):
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     p1, p2 = model.predict(x, verbose=0), model.predict(x, verbose=0)
     np.testing.assert_array_equal(p1, p2)  # inference: augmentations off
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("fill_mode", ["reflect", "wrap", "constant", "nearest"])
+def test_affine_njit_matches_the_composition(njit, interpolation, fill_mode):
+    from xpnet.kernels import image as kimage
+    from xpnet.kernels import reference_image as ref
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 7, 2))
+    t = np.array([[0.7, -0.8, 2.0, 0.6, 0.9, -3.0],  # rotation + scale + shift
+                  [2.5, 0.0, -9.0, 0.0, 3.0, 11.0],  # far outside: every fold taken
+                  [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]])  # the identity
+    y, ctx = kimage.affine(x, t, interpolation, fill_mode, 0.25)
+    plan = ref.affine_plan(t, x.shape, interpolation, fill_mode, x.dtype)
+    np.testing.assert_allclose(y, ref.affine_sample(x, plan, 0.25), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(y[2], x[2])
+    dy = rng.normal(size=x.shape)
+    np.testing.assert_allclose(kimage.affine_grad(ctx, dy), ref.affine_sample_grad(dy, plan),
+                               rtol=1e-10, atol=1e-12)

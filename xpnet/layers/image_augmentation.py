@@ -43,11 +43,10 @@ class _RandomAffine(_RandomImage):
             return x, None
         b, h, w = x.shape[0], x.shape[1], x.shape[2]
         t = self.backend.asarray(self._transforms(b, h, w), dtype=self.backend.xp.float64)
-        plan = kimage.affine_plan(t, x.shape, self.interpolation, self.fill_mode, x.dtype)
-        return kimage.affine_sample(x, plan, self.fill_value), plan
+        return kimage.affine(x, t, self.interpolation, self.fill_mode, self.fill_value)
 
-    def _backward(self, plan, dy):
-        return dy if plan is None else kimage.affine_sample_grad(dy, plan)
+    def _backward(self, ctx, dy):
+        return dy if ctx is None else kimage.affine_grad(ctx, dy)
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode,
