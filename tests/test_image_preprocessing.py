@@ -228,3 +228,10 @@ def test_affine_njit_matches_the_composition(njit, interpolation, fill_mode):
     dy = rng.normal(size=x.shape)
     np.testing.assert_allclose(kimage.affine_grad(ctx, dy), ref.affine_sample_grad(dy, plan),
                                rtol=1e-10, atol=1e-12)
+
+
+def test_unsupported_keras_inputs_say_so(cpu):
+    with pytest.raises(NotImplementedError, match="bounding boxes"):
+        layers.RandomFlip(bounding_box_format="xyxy")
+    with pytest.raises(NotImplementedError, match="dict inputs"):
+        layers.RandomFlip()({"images": np.zeros((1, 2, 2, 1), np.float32)})

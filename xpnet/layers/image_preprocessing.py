@@ -31,9 +31,19 @@ class _ImageLayer(Layer):
     subclasses implement ``_forward(x, training) -> (y, ctx)`` and ``_backward(ctx, dy)``
     on ``(batch, h, w, c)`` arrays."""
 
-    def __init__(self, data_format=None, **kwargs):
+    def __init__(self, data_format=None, bounding_box_format=None, **kwargs):
         super().__init__(**kwargs)
         self.data_format = _data_format(self, data_format)
+        if bounding_box_format is not None:
+            raise NotImplementedError(f"{self.name}: bounding boxes are not supported yet "
+                                      f"(bounding_box_format={bounding_box_format!r})")
+
+    def __call__(self, inputs, training=False):
+        if isinstance(inputs, dict):
+            raise NotImplementedError(f"{self.name}: dict inputs (images with labels, "
+                                      "bounding boxes or segmentation masks) are not "
+                                      "supported yet; pass the images array")
+        return super().__call__(inputs, training)
 
     def check_input_shape(self, input_shape):
         if isinstance(input_shape, list) or len(input_shape) not in (3, 4):
