@@ -195,3 +195,23 @@ def test_unit_normalization(backend, axis, shape):
 def test_unit_normalization_values(cpu):
     y = layers.UnitNormalization()(np.array([[3.0, 4.0], [0.0, 0.0]], np.float32))
     np.testing.assert_allclose(y, [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+
+
+def test_new_layers_save_and_load(tmp_path):
+    keras.utils.set_random_seed(0)
+    a = keras.Input(shape=(6, 4))
+    b = keras.Input(shape=(6, 4))
+    ha = layers.PReLU(shared_axes=[1])(layers.GroupNormalization(groups=2)(a))
+    hb = layers.Permute((2, 1))(layers.UnitNormalization()(b))
+    d = layers.Dot(axes=(2, 1))([ha, hb])  # (6, 6)
+    m = layers.Maximum()([d, layers.Minimum()([d, d])])
+    out = layers.Dense(1)(layers.Flatten()(layers.RepeatVector(2)(layers.Flatten()(m))))
+    model = keras.Model([a, b], out)
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(10, 6, 4)), rng.normal(size=(10, 6, 4))
+    model.fit([xa, xb], rng.normal(size=(10, 1)), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict([xa, xb], verbose=0),
+                               model.predict([xa, xb], verbose=0), rtol=1e-6)
