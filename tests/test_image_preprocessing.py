@@ -235,3 +235,21 @@ def test_unsupported_keras_inputs_say_so(cpu):
         layers.RandomFlip(bounding_box_format="xyxy")
     with pytest.raises(NotImplementedError, match="dict inputs"):
         layers.RandomFlip()({"images": np.zeros((1, 2, 2, 1), np.float32)})
+
+
+def test_augmentation_model_saves_and_loads(cpu, tmp_path):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input(shape=(9, 7, 2)), layers.RandomCrop(6, 6), layers.RandomFlip("vertical"),
+        layers.RandomTranslation(0.1, 0.2, fill_mode="constant"), layers.RandomContrast(0.2),
+        layers.CenterCrop(4, 4), layers.Resizing(5, 5, interpolation="nearest"),
+        layers.Flatten(), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).uniform(0, 1, (6, 9, 7, 2)).astype(np.float32)
+    model.fit(x, np.zeros((6, 1), np.float32), epochs=1, verbose=0)
+    model.save(tmp_path / "aug.keras")
+    again = keras.models.load_model(tmp_path / "aug.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)
+    assert [type(la).__name__ for la in again.layers][:3] == ["RandomCrop", "RandomFlip",
+                                                              "RandomTranslation"]
