@@ -253,3 +253,14 @@ def test_augmentation_model_saves_and_loads(cpu, tmp_path):
                                rtol=1e-6)
     assert [type(la).__name__ for la in again.layers][:3] == ["RandomCrop", "RandomFlip",
                                                               "RandomTranslation"]
+
+
+def test_integer_pixels_become_floats(backend):
+    img = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
+    x = backend.asarray(img)
+    for layer in (layers.Rescaling(1 / 255), layers.Resizing(2, 2), layers.CenterCrop(2, 2),
+                  layers.Normalization(mean=8.0, variance=4.0)):
+        y = layer(x)
+        assert y.dtype == backend.xp.float32, type(layer).__name__
+    np.testing.assert_allclose(backend.to_numpy(layers.Rescaling(1 / 255)(x)).ravel(),
+                               np.arange(16) / 255, rtol=1e-6)

@@ -221,3 +221,31 @@ def test_reuters(home):
     assert list(xt) == [seqs[i] for i in idx[8:]]
     np.testing.assert_array_equal(y, (np.arange(10) % 46)[idx[:8]])
     assert len(ds.reuters.get_label_names()) == 46
+
+
+def test_missing_file_is_downloaded_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    buf = io.BytesIO()
+    x = np.arange(26.0).reshape(2, 13)
+    np.savez(buf, x=x, y=np.array([1.0, 2.0]))
+    asked = []
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(url, timeout=None):
+        asked.append(url)
+        return Response(buf.getvalue())
+
+    monkeypatch.setattr(_files.urllib.request, "urlopen", urlopen)
+    (xtr, _), (xte, _) = ds.boston_housing.load_data(test_split=0.5)
+    assert asked == ["https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+                     "boston_housing.npz"]
+    assert (tmp_path / "kh" / "datasets" / "boston_housing.npz").exists()
+    assert sorted(np.concatenate([xtr, xte])[:, 0]) == [0.0, 13.0]
+    ds.boston_housing.load_data()  # now from the cache: no second download
+    assert len(asked) == 1

@@ -74,6 +74,7 @@ class _ImageLayer(Layer):
         return y[0, ...] if rank == 3 else y
 
     def forward(self, x, training=False):
+        x = as_float(x, self.dtype)
         y, ctx = self._forward(self._to_last(x), training)
         return self._from_last(y, x.ndim), (ctx, x.ndim)
 
@@ -100,6 +101,13 @@ class _RandomImage(_ImageLayer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
+
+
+def as_float(x, dtype):
+    """Integer images (uint8 pixels) as the layer's float ``dtype``, as Keras casts inputs to
+    its compute dtype; float arrays pass unchanged."""
+    xp = namespace(x)
+    return x if xp.isdtype(x.dtype, "real floating") else xp.astype(x, getattr(xp, dtype))
 
 
 def aspect_crop_box(h, w, height, width):

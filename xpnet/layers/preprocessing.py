@@ -108,6 +108,7 @@ class Normalization(Layer):
         return mean, xp.maximum(xp.sqrt(var), _EPSILON)
 
     def forward(self, x, training=False):
+        x = _as_float(x, self.dtype)
         mean, std = self._scale(x)
         if self.invert:
             return mean + x * std, std
@@ -189,6 +190,7 @@ class Rescaling(Layer):
         return xp.asarray(value, dtype=x.dtype, device=getattr(x, "device", None))
 
     def forward(self, x, training=False):
+        x = _as_float(x, self.dtype)
         scale = self._const(self.scale, x)
         return x * scale + self._const(self.offset, x), scale
 
@@ -214,6 +216,12 @@ def _shape(value):
         shape.append(len(value))
         value = value[0] if value else None
     return tuple(shape)
+
+
+def _as_float(x, dtype):
+    """Integer inputs (uint8 pixels) as the layer's float dtype (Keras's compute dtype)."""
+    xp = namespace(x)
+    return x if xp.isdtype(x.dtype, "real floating") else xp.astype(x, getattr(xp, dtype))
 
 
 def _first(batch):
