@@ -42,8 +42,8 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}: unexpected argument(s) {sorted(kwargs)}")
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError(f"{type(self).__name__}: set clipnorm or global_clipnorm, not both")
-        if not callable(learning_rate) and not learning_rate > 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be positive, "
+        if not callable(learning_rate) and not learning_rate >= 0:  # 0.0 allowed, as Keras
+            raise ValueError(f"{type(self).__name__}: learning_rate must be positive or 0, "
                              f"got {learning_rate!r}")
         self._learning_rate = learning_rate
         self.weight_decay, self.clipnorm = weight_decay, clipnorm
