@@ -1,0 +1,314 @@
+"""Thresholded confusion counts, Precision, Recall and AUC, as Keras 3
+(``keras/src/metrics/confusion_metrics.py``, ``metrics_utils.update_confusion_matrix_variables``).
+
+A prediction counts as positive at threshold ``t`` when ``y_pred > t``; a label is positive
+when it is nonzero. The counts are sums of sample weights, kept on the device: one
+``(M,) @ (M, T)`` product per batch gives every threshold's true positives at once.
+"""
+
+from array_api_compat import device as device_of
+
+from xpnet.kernels import reference
+from xpnet.metrics import Metric
+from xpnet.metrics import as_arrays
+from xpnet.metrics import namespace
+
+__all__ = ["TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives", "Precision",
+           "Recall", "AUC"]
+
+EPSILON = 1e-7  # keras.backend.epsilon()
+NEG_INF = -1e10  # metrics_utils.NEG_INF: what top_k filtering leaves outside the top k
+# Predictions compared with the thresholds this many at a time: the (rows, T) comparison
+# of a 200-threshold AUC stays under ~26 MB in float32.
+_CHUNK = 32768
+
+
+def _thresholds(thresholds, default, owner):
+    """A list of floats from Keras's ``thresholds`` argument (None, a float or a list)."""
+    if thresholds is None:
+        return [float(default)]
+    values = [float(t) for t in (thresholds if isinstance(thresholds, (list, tuple))
+                                 else [thresholds])]
+    if any(not (0.0 <= t <= 1.0 or t == NEG_INF) for t in values):
+        raise ValueError(f"{owner}: thresholds must be in [0, 1]. Received: "
+                         f"thresholds={thresholds!r}")
+    return values
+
+
+def filter_top_k(y_pred, k):
+    """``y_pred`` with everything outside each row's top ``k`` set to ``NEG_INF`` (ties go
+    to the lower index, as ``ops.top_k``)."""
+    xp = namespace(y_pred)
+    order = xp.argsort(y_pred, axis=-1, descending=True, stable=True)
+    rank = xp.argsort(order, axis=-1, stable=True)
+    return xp.where(rank < k, y_pred, NEG_INF)
+
+
+def _same_rank(y_true, y_pred):
+    xp = namespace(y_pred)
+    if y_true.ndim == y_pred.ndim - 1:
+        return xp.reshape(y_true, tuple(y_true.shape) + (1,))
+    if y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1:
+        return xp.reshape(y_true, tuple(y_true.shape[:-1]))
+    return y_true
+
+
+def confusion_counts(y_true, y_pred, thresholds, sample_weight=None, top_k=None,
+                     class_id=None):
+    """``(tp, fp, tn, fn)``, each of shape ``(len(thresholds),)``, for one batch.
+
+    ``tp[j] = sum(w * [y_true != 0] * [y_pred > thresholds[j]])`` over every element of the
+    (flattened) predictions, the sample weights broadcast over the trailing axes.
+    """
+    xp = namespace(y_pred)
+    y_true = _same_rank(y_true, y_pred)
+    if top_k is not None:
+        y_pred = filter_top_k(y_pred, top_k)
+    if class_id is not None:
+        y_true, y_pred = y_true[..., class_id:class_id + 1], y_pred[..., class_id:class_id + 1]
+    dtype = y_pred.dtype
+    positive = xp.reshape(xp.astype(y_true != 0, dtype), (-1,))
+    w = xp.ones_like(positive) if sample_weight is None else _broadcast(sample_weight, y_pred)
+    pos_w, neg_w = positive * w, (1.0 - positive) * w
+    p = xp.reshape(y_pred, (-1,))
+    t = thresholds if hasattr(thresholds, "shape") else xp.asarray(
+        thresholds, dtype=dtype, device=device_of(y_pred))
+    tp = fp = xp.zeros(t.shape, dtype=dtype, device=device_of(y_pred))
+    n = p.shape[0]
+    for i in range(0, n, _CHUNK):
+        j = min(i + _CHUNK, n)  # in-bounds slices only (the array API leaves others open)
+        above = xp.astype(p[i:j, None] > t[None, :], dtype)
+        tp = tp + pos_w[None, i:j] @ above
+        fp = fp + neg_w[None, i:j] @ above
+    tp, fp = xp.reshape(tp, (-1,)), xp.reshape(fp, (-1,))
+    return tp, fp, xp.sum(neg_w) - fp, xp.sum(pos_w) - tp
+
+
+def _broadcast(sample_weight, y_pred):
+    """Sample weights ``(batch,)`` (or any shape broadcasting to ``y_pred``'s), flattened."""
+    xp = namespace(y_pred)
+    w = xp.astype(sample_weight, y_pred.dtype)
+    if 0 < w.ndim < y_pred.ndim:
+        w = xp.reshape(w, tuple(w.shape) + (1,) * (y_pred.ndim - w.ndim))
+    return xp.reshape(xp.broadcast_to(w, y_pred.shape), (-1,))
+
+
+def divide_no_nan(a, b):
+    """``a / b``, 0 where ``b == 0`` (``ops.divide_no_nan``)."""
+    xp = namespace(a)
+    zero = b == 0
+    return xp.where(zero, 0.0, a / xp.where(zero, 1.0, b))
+
+
+class _Counts(Metric):
+    """Base: accumulates the confusion counts named in ``_KEEP`` at ``self.thresholds``."""
+
+    _KEEP = ("tp", "fp", "tn", "fn")
+
+    def reset_state(self):
+        self._counts = None
+
+    def _threshold_array(self, like):
+        """The thresholds as an array like ``like``, made once per dtype and device (no
+        host-to-device copy per batch)."""
+        xp = namespace(like)
+        key = (str(like.dtype), str(device_of(like)))
+        cache = self.__dict__.setdefault("_threshold_arrays", {})
+        if key not in cache:
+            cache[key] = xp.asarray(self.thresholds, dtype=like.dtype, device=device_of(like))
+        return cache[key]
+
+    def _update(self, y_true, y_pred, sample_weight, top_k=None, class_id=None):
+        y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
+        counts = dict(zip(("tp", "fp", "tn", "fn"), confusion_counts(
+            y_true, y_pred, self._threshold_array(y_pred), sample_weight, top_k, class_id)))
+        if self._counts is None:
+            self._counts = {k: counts[k] for k in self._KEEP}
+        else:
+            self._counts = {k: self._counts[k] + counts[k] for k in self._KEEP}
+
+    def _count(self, key):
+        """The accumulated count ``key``, or zeros before any update (Python floats)."""
+        if self._counts is None:
+            return [0.0] * len(self.thresholds)
+        return self._counts[key]
+
+    @staticmethod
+    def _one(values, thresholds):
+        return values[0] if len(thresholds) == 1 else values
+
+
+class _ConditionCount(_Counts):
+    _KEY = "tp"
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        self.init_thresholds = thresholds
+        self.thresholds = _thresholds(thresholds, 0.5, type(self).__name__)
+        self._KEEP = (self._KEY,)
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self._update(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return self._one(self._count(self._KEY), self.thresholds)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds}
+
+
+class TruePositives(_ConditionCount):
+    """Sum of the weights of true positives, ``y_true != 0`` and ``y_pred > threshold``
+    (``thresholds`` default 0.5; a list gives one count per threshold)."""
+
+    _KEY = "tp"
+
+
+class FalsePositives(_ConditionCount):
+    """Sum of the weights of false positives, ``y_true == 0`` and ``y_pred > threshold``."""
+
+    _KEY = "fp"
+
+
+class TrueNegatives(_ConditionCount):
+    """Sum of the weights of true negatives, ``y_true == 0`` and ``y_pred <= threshold``."""
+
+    _KEY = "tn"
+
+
+class FalseNegatives(_ConditionCount):
+    """Sum of the weights of false negatives, ``y_true != 0`` and ``y_pred <= threshold``."""
+
+    _KEY = "fn"
+
+
+class Precision(_Counts):
+    """``tp / (tp + fp)`` (0 when nothing is predicted positive), as Keras.
+
+    Parameters
+    ----------
+    thresholds : float or list of float, default=None
+        0.5 when neither ``thresholds`` nor ``top_k`` is set; a list gives one value each.
+    top_k : int, default=None
+        Only each row's ``top_k`` highest predictions count as positive.
+    class_id : int, default=None
+        Only the predictions and labels of this class (the last axis) count.
+    """
+
+    _KEEP = ("tp", "fp")
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        self.init_thresholds, self.top_k, self.class_id = thresholds, top_k, class_id
+        default = 0.5 if top_k is None else NEG_INF
+        self.thresholds = _thresholds(thresholds, default, type(self).__name__)
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self._update(y_true, y_pred, sample_weight, self.top_k, self.class_id)
+
+    def result(self):
+        if self._counts is None:
+            return self._one([0.0] * len(self.thresholds), self.thresholds)
+        tp = self._counts["tp"]
+        return self._one(divide_no_nan(tp, tp + self._counts[self._KEEP[1]]), self.thresholds)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.init_thresholds,
+                "top_k": self.top_k, "class_id": self.class_id}
+
+
+class Recall(Precision):
+    """``tp / (tp + fn)`` (0 when there are no positive labels), as Keras; the arguments are
+    :class:`Precision`'s."""
+
+    _KEEP = ("tp", "fn")
+
+
+class AUC(_Counts):
+    """Area under the ROC or precision-recall curve, approximated over fixed thresholds as
+    Keras 3 does (a Riemann sum over the confusion counts at each threshold).
+
+    Parameters
+    ----------
+    num_thresholds : int, default=200
+        The thresholds are ``-eps, 1/(n-1), ..., (n-2)/(n-1), 1 + eps``.
+    curve : {"ROC", "PR"}, default="ROC"
+    summation_method : {"interpolation", "minoring", "majoring"}, default="interpolation"
+        Trapezoids (ROC) or Davis & Goadrich's interpolation (PR); lower or upper sums.
+    thresholds : list of float, default=None
+        Inner thresholds in [0, 1], used instead of ``num_thresholds``.
+    from_logits : bool, default=False
+        Apply a sigmoid to ``y_pred`` first.
+    """
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        if multi_label or num_labels is not None or label_weights is not None:
+            raise NotImplementedError("AUC: multi_label, num_labels and label_weights are not "
+                                      "supported yet (AUC flattens its inputs)")
+        if str(curve).upper() not in ("ROC", "PR"):
+            raise ValueError(f"AUC: curve must be 'ROC' or 'PR'. Received: curve={curve!r}")
+        if str(summation_method).lower() not in ("interpolation", "minoring", "majoring"):
+            raise ValueError("AUC: summation_method must be 'interpolation', 'minoring' or "
+                             f"'majoring'. Received: summation_method={summation_method!r}")
+        if thresholds is not None:
+            inner = sorted(_thresholds(list(thresholds), 0.5, "AUC"))
+        elif num_thresholds <= 1:
+            raise ValueError(f"AUC: num_thresholds must be an integer > 1. Received: "
+                             f"num_thresholds={num_thresholds}")
+        else:
+            inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+        self.num_thresholds = len(inner) + 2
+        self.thresholds = [0.0 - EPSILON] + inner + [1.0 + EPSILON]
+        self._init_thresholds = thresholds
+        self.curve, self.summation_method = str(curve).upper(), str(summation_method).lower()
+        self.from_logits = bool(from_logits)
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.from_logits:
+            y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
+            y_pred = reference.sigmoid(y_pred, namespace(y_pred))
+        self._update(y_true, y_pred, sample_weight)
+
+    def result(self):
+        if self._counts is None:
+            return 0.0
+        tp, fp, tn, fn = (self._counts[k] for k in ("tp", "fp", "tn", "fn"))
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return _interpolated_pr_auc(tp, fp, fn)
+        xp = namespace(tp)
+        recall = divide_no_nan(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = divide_no_nan(fp, fp + tn), recall
+        else:
+            x, y = recall, divide_no_nan(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = xp.minimum(y[:-1], y[1:])
+        else:
+            heights = xp.maximum(y[:-1], y[1:])
+        return xp.sum((x[:-1] - x[1:]) * heights)
+
+    def get_config(self):
+        return {**super().get_config(), "num_thresholds": self.num_thresholds,
+                "curve": self.curve, "summation_method": self.summation_method,
+                "thresholds": self._init_thresholds, "from_logits": self.from_logits}
+
+
+def _interpolated_pr_auc(tp, fp, fn):
+    """Davis & Goadrich's PR-AUC: TP and P = TP + FP vary linearly between thresholds,
+    ``sum(slope * (dTP + intercept * log(P_A / P_B)) / (TP_B + FN_B))``."""
+    xp = namespace(tp)
+    dtp = tp[:-1] - tp[1:]
+    p = tp + fp
+    prec_slope = divide_no_nan(dtp, xp.maximum(p[:-1] - p[1:], 0.0))
+    intercept = tp[1:] - prec_slope * p[1:]
+    both = (p[:-1] > 0) & (p[1:] > 0)
+    ratio = xp.where(both, divide_no_nan(p[:-1], xp.maximum(p[1:], 0.0)), 1.0)
+    increment = divide_no_nan(prec_slope * (dtp + intercept * xp.log(ratio)),
+                              xp.maximum(tp[1:] + fn[1:], 0.0))
+    return xp.sum(increment)
+
