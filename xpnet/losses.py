@@ -37,6 +37,7 @@ class Loss:
     default_name = "loss"
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        reduction = "none" if reduction is None else reduction  # Keras takes None too
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: unknown reduction {reduction!r}; "
                              f"expected one of {_REDUCTIONS}")
@@ -479,6 +480,24 @@ def get(identifier):
         f"loss {identifier!r} is not one of xpnet.losses: a custom loss needs its gradient; "
         "subclass xpnet.losses.Loss and implement call and grad"
     )
+
+
+# Keras's other losses (imported last: they build on the classes above).
+from xpnet.losses_extra import *  # noqa: E402,F401,F403
+from xpnet.losses_extra import __all__ as _extra_all  # noqa: E402
+from xpnet import losses_extra as _extra  # noqa: E402
+
+__all__ += _extra_all
+_EXTRA = [getattr(_extra, n) for n in _extra_all]
+_CLASSES.update({cls.__name__: cls for cls in _EXTRA})
+_BY_NAME.update({cls.default_name: cls for cls in _EXTRA})
+_BY_NAME.update({"msle": _extra.MeanSquaredLogarithmicError,
+                 "mape": _extra.MeanAbsolutePercentageError})
+for _cls in _EXTRA:
+    _f = _function(_cls, _cls.default_name)
+    globals()[_cls.default_name] = _f
+    _FUNCTIONS[_cls.default_name] = _f
+    __all__.append(_cls.default_name)
 
 
 def serialize(loss):
