@@ -112,6 +112,43 @@ def test_auc_pr_interpolation_keras_figure(backend):
     np.testing.assert_allclose(got, 1.0, rtol=1e-6)
 
 
+# keras/src/metrics/confusion_metrics_test.py, MultiAUCTest: two labels, 5 thresholds
+MULTI_PRED = np.array([[0, 0.5, 0.3, 0.9], [0.1, 0.2, 0.3, 0.4]]).T
+MULTI_GOOD = np.array([[0, 0, 1, 1], [0, 0, 1, 1]]).T
+MULTI_BAD = np.array([[0, 0, 1, 1], [1, 1, 0, 0]]).T
+
+
+@pytest.mark.parametrize("case", [
+    # (AUC kwargs, y_true, y_pred, sample_weight, Keras's expected result, its tolerance)
+    (dict(multi_label=True), MULTI_GOOD, MULTI_GOOD, None, 1.0, 1e-6),
+    (dict(multi_label=False), MULTI_GOOD, MULTI_GOOD, None, 1.0, 1e-6),
+    (dict(num_thresholds=5, multi_label=True), MULTI_GOOD, MULTI_PRED, None,
+     (0.875 + 1.0) / 2.0, 1e-3),
+    (dict(num_thresholds=5, multi_label=True, from_logits=True), MULTI_GOOD,
+     -np.log(1.0 / (MULTI_PRED + 1e-12) - 1.0), None, (0.875 + 1.0) / 2.0, 1e-3),
+    (dict(num_thresholds=5), MULTI_GOOD, MULTI_PRED, [1, 2, 3, 4],
+     1.0 - (0.3333 * (1.0 - 0.2857) / 2.0), 1e-3),
+    (dict(num_thresholds=5), MULTI_GOOD, MULTI_PRED, np.arange(8).reshape(4, 2),
+     1.0 - (0.3333 * (1.0 - 0.2727) / 2.0), 1e-3),
+    (dict(num_thresholds=5, multi_label=True, label_weights=[0.75, 0.25]), MULTI_GOOD,
+     MULTI_PRED, None, (0.875 * 0.75 + 1.0 * 0.25) / (0.75 + 0.25), 1e-3),
+    (dict(num_thresholds=5, label_weights=[0.75, 0.25]), MULTI_GOOD, MULTI_PRED, None,
+     1.0 - ((1.0 - 0.375) * 0.375 / 2.0), 1e-2),
+    (dict(num_thresholds=5), MULTI_GOOD, MULTI_PRED, None, 1.0 - (3.0 / 32.0), 1e-3),
+    (dict(num_thresholds=2, thresholds=[0.5], multi_label=True), MULTI_GOOD, MULTI_PRED, None,
+     (0.75 + 0.5) / 2.0, 1e-3),
+    # PR, multi-label, by Davis-Goadrich over tp = [[2, 2, 1, 1, 0], [2, 0, 0, 0, 0]],
+    # fp = [[2, 1, 0, 0, 0], [2, 2, 0, 0, 0]]: label 1 = 0.5 (1 + 0.5 log 3) / 2 + 1 / 2,
+    # label 2 = (2 - 2 log 2) / 2
+    (dict(num_thresholds=5, curve="PR", multi_label=True), MULTI_BAD, MULTI_PRED, None,
+     ((0.5 * (1 + 0.5 * np.log(3)) / 2 + 0.5) + (2 - 2 * np.log(2)) / 2) / 2, 1e-6),
+], ids=lambda c: str(c[0]))
+def test_auc_multi_label_keras_figures(backend, case):
+    kwargs, y_true, y_pred, w, want, tol = case
+    got = _run(backend, metrics.AUC(**kwargs), y_true, y_pred, w)
+    np.testing.assert_allclose(got, want, atol=tol)
+
+
 def test_auc_200_thresholds_near_sklearn_and_from_logits(backend):
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 500)
@@ -178,6 +215,12 @@ def test_mean_iou_ignore_class_and_dense_inputs(backend):
     np.testing.assert_allclose(dense, 1 / 3, rtol=1e-6)
 
 
+def test_calling_a_metric_updates_it_and_returns_the_result():
+    m = metrics.AUC(num_thresholds=3)
+    assert float(m([0, 0, 1, 1], [0, 0.5, 0.3, 0.9])) == 0.75
+    assert float(metrics.RootMeanSquaredError()([[0, 1], [0, 0]], [[1, 1], [0, 0]])) == 0.5
+
+
 def test_result_before_update_and_state_accumulates(backend):
     for m in (metrics.AUC(), metrics.Precision(), metrics.F1Score(), metrics.R2Score(),
               metrics.MeanIoU(2)):
@@ -215,8 +258,10 @@ def test_strings_configs_and_errors():
         metrics.F1Score(average="mean")
     with pytest.raises(ValueError, match="num_classes"):
         metrics.get("mean_io_u")
-    with pytest.raises(NotImplementedError, match="multi_label"):
-        metrics.AUC(multi_label=True)
+    with pytest.raises(ValueError, match="num_labels"):
+        metrics.AUC(num_labels=3)
+    with pytest.raises(ValueError, match="rank 2"):
+        metrics.AUC(multi_label=True).update_state(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)))
 
 
 def test_compile_with_metric_strings(cpu_backend_model):

@@ -37,6 +37,11 @@ class Metric:
     def update_state(self, y_true, y_pred, sample_weight=None):
         raise NotImplementedError
 
+    def __call__(self, *args, **kwargs):
+        """``update_state(...)``, then ``result()``, as calling a Keras metric does."""
+        self.update_state(*args, **kwargs)
+        return self.result()
+
     def result(self):
         raise NotImplementedError
 

@@ -54,11 +54,14 @@ def _same_rank(y_true, y_pred):
 
 
 def confusion_counts(y_true, y_pred, thresholds, sample_weight=None, top_k=None,
-                     class_id=None):
+                     class_id=None, multi_label=False, label_weights=None):
     """``(tp, fp, tn, fn)``, each of shape ``(len(thresholds),)``, for one batch.
 
     ``tp[j] = sum(w * [y_true != 0] * [y_pred > thresholds[j]])`` over every element of the
-    (flattened) predictions, the sample weights broadcast over the trailing axes.
+    (flattened) predictions, the sample weights broadcast over the trailing axes and, if
+    given, times ``label_weights[k]`` for the elements of label (last-axis index) ``k``.
+    With ``multi_label``, ``y_pred`` is ``(batch, labels)`` and each count is
+    ``(len(thresholds), labels)``: one column per label.
     """
     xp = namespace(y_pred)
     y_true = _same_rank(y_true, y_pred)
@@ -69,10 +72,14 @@ def confusion_counts(y_true, y_pred, thresholds, sample_weight=None, top_k=None,
     dtype = y_pred.dtype
     positive = xp.reshape(xp.astype(y_true != 0, dtype), (-1,))
     w = xp.ones_like(positive) if sample_weight is None else _broadcast(sample_weight, y_pred)
+    if label_weights is not None:
+        w = w * _broadcast(label_weights[None, ...], y_pred)
     pos_w, neg_w = positive * w, (1.0 - positive) * w
-    p = xp.reshape(y_pred, (-1,))
     t = thresholds if hasattr(thresholds, "shape") else xp.asarray(
         thresholds, dtype=dtype, device=device_of(y_pred))
+    if multi_label:
+        return _per_label_counts(y_pred, t, pos_w, neg_w)
+    p = xp.reshape(y_pred, (-1,))
     tp = fp = xp.zeros(t.shape, dtype=dtype, device=device_of(y_pred))
     n = p.shape[0]
     for i in range(0, n, _CHUNK):
@@ -82,6 +89,25 @@ def confusion_counts(y_true, y_pred, thresholds, sample_weight=None, top_k=None,
         fp = fp + neg_w[None, i:j] @ above
     tp, fp = xp.reshape(tp, (-1,)), xp.reshape(fp, (-1,))
     return tp, fp, xp.sum(neg_w) - fp, xp.sum(pos_w) - tp
+
+
+def _per_label_counts(y_pred, t, pos_w, neg_w):
+    """Counts ``(T, labels)`` for rank-2 predictions, one label per column."""
+    xp = namespace(y_pred)
+    if y_pred.ndim != 2:
+        raise ValueError("AUC: y_pred must have rank 2 when multi_label=True. Received: "
+                         f"y_pred.shape={tuple(y_pred.shape)}")
+    n, labels = y_pred.shape
+    pos_w, neg_w = xp.reshape(pos_w, (n, labels)), xp.reshape(neg_w, (n, labels))
+    tp = fp = xp.zeros((labels, t.shape[0]), dtype=y_pred.dtype, device=device_of(y_pred))
+    step = max(1, _CHUNK // labels)
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        above = xp.astype(y_pred[i:j, :, None] > t, y_pred.dtype)  # (rows, labels, T)
+        tp = tp + xp.sum(pos_w[i:j, :, None] * above, axis=0)
+        fp = fp + xp.sum(neg_w[i:j, :, None] * above, axis=0)
+    tp, fp = tp.mT, fp.mT
+    return tp, fp, xp.sum(neg_w, axis=0) - fp, xp.sum(pos_w, axis=0) - tp
 
 
 def _broadcast(sample_weight, y_pred):
@@ -118,10 +144,15 @@ class _Counts(Metric):
             cache[key] = xp.asarray(self.thresholds, dtype=like.dtype, device=device_of(like))
         return cache[key]
 
-    def _update(self, y_true, y_pred, sample_weight, top_k=None, class_id=None):
+    def _update(self, y_true, y_pred, sample_weight, top_k=None, class_id=None,
+                multi_label=False, label_weights=None):
         y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
+        if label_weights is not None:
+            label_weights = namespace(y_pred).asarray(label_weights, dtype=y_pred.dtype,
+                                                      device=device_of(y_pred))
         counts = dict(zip(("tp", "fp", "tn", "fn"), confusion_counts(
-            y_true, y_pred, self._threshold_array(y_pred), sample_weight, top_k, class_id)))
+            y_true, y_pred, self._threshold_array(y_pred), sample_weight, top_k, class_id,
+            multi_label, label_weights)))
         if self._counts is None:
             self._counts = {k: counts[k] for k in self._KEEP}
         else:
@@ -239,14 +270,20 @@ class AUC(_Counts):
         Inner thresholds in [0, 1], used instead of ``num_thresholds``.
     from_logits : bool, default=False
         Apply a sigmoid to ``y_pred`` first.
+    multi_label : bool, default=False
+        One AUC per label (the columns of rank-2 predictions), then their mean; otherwise
+        every prediction is one data point.
+    label_weights : list of float, default=None
+        With ``multi_label``, the weights of the label AUCs in the mean; without, the
+        weights of each label's predictions in the counts.
     """
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
                  name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
-        if multi_label or num_labels is not None or label_weights is not None:
-            raise NotImplementedError("AUC: multi_label, num_labels and label_weights are not "
-                                      "supported yet (AUC flattens its inputs)")
+        if num_labels is not None and not multi_label:
+            raise ValueError("AUC: `num_labels` is needed only when `multi_label` is True. "
+                             f"Received: num_labels={num_labels}")
         if str(curve).upper() not in ("ROC", "PR"):
             raise ValueError(f"AUC: curve must be 'ROC' or 'PR'. Received: curve={curve!r}")
         if str(summation_method).lower() not in ("interpolation", "minoring", "majoring"):
@@ -264,51 +301,69 @@ class AUC(_Counts):
         self._init_thresholds = thresholds
         self.curve, self.summation_method = str(curve).upper(), str(summation_method).lower()
         self.from_logits = bool(from_logits)
+        self.multi_label, self.num_labels = bool(multi_label), num_labels
+        self.label_weights = None if label_weights is None else [float(v) for v in
+                                                                   label_weights]
         super().__init__(name=name, dtype=dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self.from_logits:
             y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
             y_pred = reference.sigmoid(y_pred, namespace(y_pred))
-        self._update(y_true, y_pred, sample_weight)
+        # label_weights weight the flattened predictions; with multi_label, the label AUCs
+        self._update(y_true, y_pred, sample_weight, multi_label=self.multi_label,
+                     label_weights=None if self.multi_label else self.label_weights)
 
     def result(self):
         if self._counts is None:
             return 0.0
         tp, fp, tn, fn = (self._counts[k] for k in ("tp", "fp", "tn", "fn"))
-        if self.curve == "PR" and self.summation_method == "interpolation":
-            return _interpolated_pr_auc(tp, fp, fn)
         xp = namespace(tp)
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._average(_interpolated_pr_auc(tp, fp, fn))
         recall = divide_no_nan(tp, tp + fn)
         if self.curve == "ROC":
             x, y = divide_no_nan(fp, fp + tn), recall
         else:
             x, y = recall, divide_no_nan(tp, tp + fp)
         if self.summation_method == "interpolation":
-            heights = (y[:-1] + y[1:]) / 2.0
+            heights = (y[:-1, ...] + y[1:, ...]) / 2.0
         elif self.summation_method == "minoring":
-            heights = xp.minimum(y[:-1], y[1:])
+            heights = xp.minimum(y[:-1, ...], y[1:, ...])
         else:
-            heights = xp.maximum(y[:-1], y[1:])
-        return xp.sum((x[:-1] - x[1:]) * heights)
+            heights = xp.maximum(y[:-1, ...], y[1:, ...])
+        return self._average((x[:-1, ...] - x[1:, ...]) * heights)
+
+    def _average(self, terms):
+        """The sum of the Riemann terms over thresholds; with multi_label, the mean of the
+        label AUCs (weighted by ``label_weights``)."""
+        xp = namespace(terms)
+        if not self.multi_label:
+            return xp.sum(terms)
+        by_label = xp.sum(terms, axis=0)
+        if self.label_weights is None:
+            return xp.mean(by_label)
+        lw = xp.asarray(self.label_weights, dtype=terms.dtype, device=device_of(terms))
+        return divide_no_nan(xp.sum(by_label * lw), xp.sum(lw))
 
     def get_config(self):
         return {**super().get_config(), "num_thresholds": self.num_thresholds,
                 "curve": self.curve, "summation_method": self.summation_method,
-                "thresholds": self._init_thresholds, "from_logits": self.from_logits}
+                "thresholds": self._init_thresholds, "from_logits": self.from_logits,
+                "multi_label": self.multi_label, "num_labels": self.num_labels,
+                "label_weights": self.label_weights}
 
 
 def _interpolated_pr_auc(tp, fp, fn):
-    """Davis & Goadrich's PR-AUC: TP and P = TP + FP vary linearly between thresholds,
-    ``sum(slope * (dTP + intercept * log(P_A / P_B)) / (TP_B + FN_B))``."""
+    """Davis & Goadrich's PR-AUC terms: TP and P = TP + FP vary linearly between thresholds,
+    ``slope * (dTP + intercept * log(P_A / P_B)) / (TP_B + FN_B)`` per interval."""
     xp = namespace(tp)
-    dtp = tp[:-1] - tp[1:]
+    dtp = tp[:-1, ...] - tp[1:, ...]
     p = tp + fp
-    prec_slope = divide_no_nan(dtp, xp.maximum(p[:-1] - p[1:], 0.0))
-    intercept = tp[1:] - prec_slope * p[1:]
-    both = (p[:-1] > 0) & (p[1:] > 0)
-    ratio = xp.where(both, divide_no_nan(p[:-1], xp.maximum(p[1:], 0.0)), 1.0)
-    increment = divide_no_nan(prec_slope * (dtp + intercept * xp.log(ratio)),
-                              xp.maximum(tp[1:] + fn[1:], 0.0))
-    return xp.sum(increment)
+    prec_slope = divide_no_nan(dtp, xp.maximum(p[:-1, ...] - p[1:, ...], 0.0))
+    intercept = tp[1:, ...] - prec_slope * p[1:, ...]
+    both = (p[:-1, ...] > 0) & (p[1:, ...] > 0)
+    ratio = xp.where(both, divide_no_nan(p[:-1, ...], xp.maximum(p[1:, ...], 0.0)), 1.0)
+    return divide_no_nan(prec_slope * (dtp + intercept * xp.log(ratio)),
+                         xp.maximum(tp[1:, ...] + fn[1:, ...], 0.0))
 

@@ -58,8 +58,9 @@ def cosine_similarity(y_true, y_pred, axis=-1):
 
 
 def _l2_normalize(x, axis):
+    """``x / max(||x||, eps)`` (Keras's ``ops.normalize``)."""
     xp = namespace(x)
-    return x / xp.sqrt(xp.maximum(xp.sum(x * x, axis=axis, keepdims=True), 1e-12))
+    return x / xp.maximum(xp.sqrt(xp.sum(x * x, axis=axis, keepdims=True)), EPSILON)
 
 
 def log_cosh(y_true, y_pred):
