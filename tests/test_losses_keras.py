@@ -44,9 +44,10 @@ def test_keras_docstring_figures():
         assert got == pytest.approx(want, abs=5e-4), kwargs
     np.testing.assert_allclose(_value(bfc(gamma=5, from_logits=True, reduction=None),
                                       FOCAL_TRUE, FOCAL_PRED), [0.0017, 1.1561], atol=5e-5)
+    # printed to 4 places
     np.testing.assert_allclose(_value(bfc(gamma=5, from_logits=True, reduction=None,
                                           apply_class_balancing=True),
-                                      FOCAL_TRUE, FOCAL_PRED), [0.0004, 0.8670], atol=1e-4)  # printed to 4 places
+                                      FOCAL_TRUE, FOCAL_PRED), [0.0004, 0.8670], atol=1e-4)
     t, p = [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
     cfc = losses.CategoricalFocalCrossentropy
     assert _value(cfc(), t, p) == pytest.approx(0.23315276, rel=1e-6)

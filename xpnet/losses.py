@@ -483,9 +483,9 @@ def get(identifier):
 
 
 # Keras's other losses (imported last: they build on the classes above).
+from xpnet import losses_extra as _extra  # noqa: E402
 from xpnet.losses_extra import *  # noqa: E402,F401,F403
 from xpnet.losses_extra import __all__ as _extra_all  # noqa: E402
-from xpnet import losses_extra as _extra  # noqa: E402
 
 __all__ += _extra_all
 _EXTRA = [getattr(_extra, n) for n in _extra_all]

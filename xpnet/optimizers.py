@@ -300,9 +300,9 @@ class Adagrad(Optimizer):
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
 
 # Keras's other optimizers (imported last: they build on Optimizer).
+from xpnet import optimizers_extra as _extra  # noqa: E402
 from xpnet.optimizers_extra import *  # noqa: E402,F401,F403
 from xpnet.optimizers_extra import __all__ as _extra_all  # noqa: E402
-from xpnet import optimizers_extra as _extra  # noqa: E402
 
 __all__ += _extra_all
 _BY_NAME.update({n.lower(): getattr(_extra, n) for n in _extra_all})
