@@ -48,11 +48,25 @@ def adadelta(p, g, acc_grad, acc_delta, rho, lr, eps):
 @_jit
 def ftrl(p, g, acc, lin, npow, lr, l1, two_l2, two_l2_shrinkage):
     """FTRL-proximal; ``npow = -learning_rate_power``, ``two_l2 = 2 (l2 + beta / (2 lr))``."""
+    if npow == 0.5:  # the default: sqrt is ~20x cheaper than a general power
+        return _ftrl_sqrt(p, g, acc, lin, lr, l1, two_l2, two_l2_shrinkage)
     for i in range(p.shape[0]):
         gi, pi, ai = g[i], p[i], acc[i]
         new_acc = ai + gi * gi
         grown = new_acc**npow
         z = lin[i] + gi + two_l2_shrinkage * pi - (grown - ai**npow) / lr * pi
+        lin[i] = z
+        acc[i] = new_acc
+        p[i] = (min(max(z, -l1), l1) - z) / (grown / lr + two_l2)
+
+
+@_jit
+def _ftrl_sqrt(p, g, acc, lin, lr, l1, two_l2, two_l2_shrinkage):
+    for i in range(p.shape[0]):
+        gi, pi, ai = g[i], p[i], acc[i]
+        new_acc = ai + gi * gi
+        grown = math.sqrt(new_acc)
+        z = lin[i] + gi + two_l2_shrinkage * pi - (grown - math.sqrt(ai)) / lr * pi
         lin[i] = z
         acc[i] = new_acc
         p[i] = (min(max(z, -l1), l1) - z) / (grown / lr + two_l2)

@@ -55,8 +55,13 @@ def _ftrl(p, g, acc, lin, npow, lr, l1, two_l2, two_l2_shrinkage):
         pi = p[i]
         ai = acc[i]
         new_acc = ai + gi * gi
-        grown = math.pow(new_acc, npow)
-        z = lin[i] + gi + two_l2_shrinkage * pi - (grown - math.pow(ai, npow)) / lr * pi
+        if npow == 0.5:  # the default: sqrt, not a general power
+            grown = math.sqrt(new_acc)
+            old = math.sqrt(ai)
+        else:
+            grown = math.pow(new_acc, npow)
+            old = math.pow(ai, npow)
+        z = lin[i] + gi + two_l2_shrinkage * pi - (grown - old) / lr * pi
         lin[i] = z
         acc[i] = new_acc
         p[i] = (min(max(z, -l1), l1) - z) / (grown / lr + two_l2)

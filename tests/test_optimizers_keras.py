@@ -51,7 +51,7 @@ def _keras_trajectory(name, kwargs, p, grads):
     p = np.array(p, dtype=np.float64)
     lr = kwargs["learning_rate"]
     s1, s2, u_product = np.zeros_like(p), np.zeros_like(p), 1.0
-    if name == "ftrl":
+    if name.startswith("ftrl"):
         s1 += kwargs.get("initial_accumulator_value", 0.1)
     for it, g in enumerate(np.asarray(grads, dtype=np.float64)):
         t = it + 1  # Keras: local_step = iterations + 1
@@ -74,7 +74,7 @@ def _keras_trajectory(name, kwargs, p, grads):
             delta = -np.sqrt(s2 + eps) * g / np.sqrt(s1 + eps)
             s2 = rho * s2 + (1 - rho) * delta * delta
             p += lr * delta
-        elif name == "ftrl":
+        elif name.startswith("ftrl"):
             k, l1 = kwargs["learning_rate_power"], kwargs["l1_regularization_strength"]
             l2 = kwargs["l2_regularization_strength"] + kwargs["beta"] / (2 * lr)
             shrink = kwargs["l2_shrinkage_regularization_strength"]
@@ -97,6 +97,11 @@ GOLDEN = {
                                "l1_regularization_strength": 0.01,
                                "l2_regularization_strength": 0.02,
                                "l2_shrinkage_regularization_strength": 0.03, "beta": 0.1}),
+    "ftrl_power": (optimizers.Ftrl, {"learning_rate": 0.1, "learning_rate_power": -0.7,
+                                     "l1_regularization_strength": 0.0,
+                                     "l2_regularization_strength": 0.0,
+                                     "l2_shrinkage_regularization_strength": 0.0,
+                                     "beta": 0.0}),
     "lion": (optimizers.Lion, {"learning_rate": 0.01}),
 }
 
@@ -125,6 +130,9 @@ STEPS = {
                                                   epsilon=1e-7), 2, 0.0),
     "ftrl": (lambda k, p, g, s, t: k.ftrl(p, g, s[0], s[1], lr=0.1, lr_power=-0.5, l1=0.01,
                                           l2=0.02, l2_shrinkage=0.03, beta=0.1), 2, 0.1),
+    "ftrl_power": (lambda k, p, g, s, t: k.ftrl(p, g, s[0], s[1], lr=0.1, lr_power=-0.7,
+                                                l1=0.0, l2=0.0, l2_shrinkage=0.0, beta=0.0),
+                   2, 0.1),
     "lion": (lambda k, p, g, s, t: k.lion(p, g, s[0], lr=0.01, beta_1=0.9, beta_2=0.99),
              1, 0.0),
 }
