@@ -154,3 +154,7 @@ def test_names_and_configs():
     assert losses.BinaryFocalCrossentropy().get_config()["gamma"] == 2.0
     with pytest.raises(NotImplementedError, match="axis"):
         losses.BinaryFocalCrossentropy(axis=1)
+    with pytest.raises(NotImplementedError, match="keras.losses.CTC"):
+        losses.get("ctc")
+    with pytest.raises(NotImplementedError, match="keras.losses.Circle"):
+        getattr(losses, "Circle")  # noqa: B009

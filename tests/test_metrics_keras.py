@@ -50,6 +50,37 @@ KERAS_EXAMPLES = {
     # cm = [[1, 1], [1, 1]]: (1 / (2 + 2 - 1) + 1 / (2 + 2 - 1)) / 2
     "mean_iou": (lambda: metrics.MeanIoU(num_classes=2), [0, 0, 1, 1], [0, 1, 0, 1],
                  0.33333334, 0.23809525, [0.3, 0.3, 0.3, 0.1]),
+    "sensitivity_at_specificity": (lambda: metrics.SensitivityAtSpecificity(0.5),
+                                   [0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8], 0.5, 0.333333,
+                                   [1, 1, 2, 2, 1]),
+    "specificity_at_sensitivity": (lambda: metrics.SpecificityAtSensitivity(0.5),
+                                   [0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8], 0.66666667, 0.5,
+                                   [1, 1, 2, 2, 2]),
+    "precision_at_recall": (lambda: metrics.PrecisionAtRecall(0.5), [0, 0, 0, 1, 1],
+                            [0, 0.3, 0.8, 0.3, 0.8], 0.5, 0.33333333, [2, 2, 2, 1, 1]),
+    "recall_at_precision": (lambda: metrics.RecallAtPrecision(0.8), [0, 0, 1, 1],
+                            [0, 0.5, 0.3, 0.9], 0.5, 1.0, [1, 0, 0, 1]),
+    "binary_crossentropy": (metrics.BinaryCrossentropy, [[0, 1], [0, 0]],
+                            [[0.6, 0.4], [0.4, 0.6]], 0.81492424, 0.9162905, [1, 0]),
+    "categorical_crossentropy": (metrics.CategoricalCrossentropy, [[0, 1, 0], [0, 0, 1]],
+                                 [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], 1.1769392, 1.6271976,
+                                 [0.3, 0.7]),
+    "sparse_categorical_crossentropy": (metrics.SparseCategoricalCrossentropy, [1, 2],
+                                        [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], 1.1769392,
+                                        1.6271976, [0.3, 0.7]),
+    "hinge": (metrics.Hinge, [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], 1.3, 1.1, [1, 0]),
+    "squared_hinge": (metrics.SquaredHinge, [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]], 1.86,
+                      1.46, [1, 0]),
+    "categorical_hinge": (metrics.CategoricalHinge, [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]],
+                          1.4000001, 1.2, [1, 0]),
+    "kl_divergence": (metrics.KLDivergence, [[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]],
+                      0.45814306, 0.9162892, [1, 0]),
+    "poisson": (metrics.Poisson, [[0, 1], [0, 0]], [[1, 1], [0, 0]], 0.49999997, 0.99999994,
+                [1, 0]),
+    "mape": (metrics.MeanAbsolutePercentageError, [[0, 1], [0, 0]], [[1, 1], [0, 0]],
+             250000000.0, 500000000.0, [1, 0]),
+    "msle": (metrics.MeanSquaredLogarithmicError, [[0, 1], [0, 0]], [[1, 1], [0, 0]],
+             0.12011322, 0.24022643, [1, 0]),
 }
 
 
@@ -59,7 +90,8 @@ def test_keras_docstring_figures(backend, name):
     m = make()
     np.testing.assert_allclose(_run(backend, m, y_true, y_pred), want, rtol=1e-6)
     m.reset_state()
-    np.testing.assert_allclose(_run(backend, m, y_true, y_pred, w), want_weighted, rtol=1e-6)
+    # rtol 2e-6: Keras prints 6 significant digits in some examples (0.333333)
+    np.testing.assert_allclose(_run(backend, m, y_true, y_pred, w), want_weighted, rtol=2e-6)
 
 
 def test_precision_top_k_keras_figures(backend):
@@ -221,6 +253,21 @@ def test_calling_a_metric_updates_it_and_returns_the_result():
     assert float(metrics.RootMeanSquaredError()([[0, 1], [0, 0]], [[1, 1], [0, 0]])) == 0.5
 
 
+def test_sum_and_not_yet_metrics(backend):
+    # Keras: Sum().update_state([1, 3, 5, 7]) -> 16.0
+    m = metrics.Sum()
+    m.update_state(backend.asarray(np.array([1.0, 3.0, 5.0, 7.0])))
+    assert float(backend.to_numpy(m.result())) == 16.0
+    m.update_state(backend.asarray(np.array([1.0, 2.0])), backend.asarray(np.array([3.0, 0.5])))
+    assert float(backend.to_numpy(m.result())) == 20.0
+    with pytest.raises(NotImplementedError, match="keras.metrics.BinaryIoU"):
+        getattr(keras.metrics, "BinaryIoU")  # noqa: B009
+    with pytest.raises(NotImplementedError, match="PearsonCorrelation"):
+        metrics.get("pearson_correlation")
+    with pytest.raises(ValueError, match="needs recall"):
+        metrics.get("precision_at_recall")
+
+
 def test_result_before_update_and_state_accumulates(backend):
     for m in (metrics.AUC(), metrics.Precision(), metrics.F1Score(), metrics.R2Score(),
               metrics.MeanIoU(2)):
@@ -241,7 +288,10 @@ def test_strings_configs_and_errors():
                       ("root_mean_squared_error", metrics.RootMeanSquaredError),
                       ("f1_score", metrics.F1Score), ("r2_score", metrics.R2Score),
                       ("cosine_similarity", metrics.CosineSimilarity),
-                      ("logcosh", metrics.LogCoshError)]:
+                      ("logcosh", metrics.LogCoshError),
+                      ("binary_crossentropy", metrics.BinaryCrossentropy),
+                      ("kld", metrics.KLDivergence), ("msle", metrics.MeanSquaredLogarithmicError),
+                      ("mape", metrics.MeanAbsolutePercentageError), ("sum", metrics.Sum)]:
         m = metrics.get(name)
         assert type(m) is cls, name
         assert keras.metrics.get(name).name == m.name

@@ -193,6 +193,10 @@ def test_names_defaults_configs_and_errors():
         optimizers.Ftrl(l1_regularization_strength=-1.0)
     with pytest.raises(ValueError, match="beta_1"):
         optimizers.Lion(beta_1=0.0)
+    with pytest.raises(NotImplementedError, match="keras.optimizers.Adafactor"):
+        optimizers.get("adafactor")
+    with pytest.raises(NotImplementedError, match="LossScaleOptimizer"):
+        getattr(optimizers, "LossScaleOptimizer")  # noqa: B009
 
 
 def test_nadam_u_product_survives_a_restore():

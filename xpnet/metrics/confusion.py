@@ -14,7 +14,8 @@ from xpnet.metrics import as_arrays
 from xpnet.metrics import namespace
 
 __all__ = ["TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives", "Precision",
-           "Recall", "AUC"]
+           "Recall", "AUC", "SensitivityAtSpecificity", "SpecificityAtSensitivity",
+           "PrecisionAtRecall", "RecallAtPrecision"]
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 NEG_INF = -1e10  # metrics_utils.NEG_INF: what top_k filtering leaves outside the top k
@@ -367,3 +368,81 @@ def _interpolated_pr_auc(tp, fp, fn):
     return divide_no_nan(prec_slope * (dtp + intercept * xp.log(ratio)),
                          xp.maximum(tp[1:, ...] + fn[1:, ...], 0.0))
 
+
+
+class _AtConstraint(_Counts):
+    """Base of SensitivityAtSpecificity & co.: counts at ``num_thresholds`` thresholds
+    ``0, 1/(n-1), ..., 1``, then the best ``dependent`` rate among the thresholds whose
+    ``constrained`` rate reaches ``value`` (0 when none does)."""
+
+    _ARG = "value"
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        owner = type(self).__name__
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{owner}: argument `{self._ARG}` must be in the range [0, 1]. "
+                             f"Received: {self._ARG}={value}")
+        if num_thresholds <= 0:
+            raise ValueError(f"{owner}: argument `num_thresholds` must be an integer > 0. "
+                             f"Received: num_thresholds={num_thresholds}")
+        self.value, self.num_thresholds, self.class_id = value, num_thresholds, class_id
+        self.thresholds = [0.5] if num_thresholds == 1 else (
+            [0.0] + [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1.0])
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self._update(y_true, y_pred, sample_weight, class_id=self.class_id)
+
+    def _rates(self):
+        tp, fp, tn, fn = (self._counts[k] for k in ("tp", "fp", "tn", "fn"))
+        return {"sensitivity": divide_no_nan(tp, tp + fn),
+                "specificity": divide_no_nan(tn, tn + fp),
+                "precision": divide_no_nan(tp, tp + fp)}
+
+    def _best(self, constrained, dependent):
+        if self._counts is None:
+            return 0.0
+        rates = self._rates()
+        xp = namespace(rates[constrained])
+        feasible = rates[constrained] >= self.value
+        return xp.max(xp.where(feasible, rates[dependent], 0.0))
+
+    def get_config(self):
+        return {**super().get_config(), "num_thresholds": self.num_thresholds,
+                self._ARG: self.value, "class_id": self.class_id}
+
+
+class SensitivityAtSpecificity(_AtConstraint):
+    """The best sensitivity (recall) where the specificity is at least ``specificity``."""
+
+    _ARG = "specificity"
+
+    def result(self):
+        return self._best("specificity", "sensitivity")
+
+
+class SpecificityAtSensitivity(_AtConstraint):
+    """The best specificity where the sensitivity (recall) is at least ``sensitivity``."""
+
+    _ARG = "sensitivity"
+
+    def result(self):
+        return self._best("sensitivity", "specificity")
+
+
+class PrecisionAtRecall(_AtConstraint):
+    """The best precision where the recall is at least ``recall``."""
+
+    _ARG = "recall"
+
+    def result(self):
+        return self._best("sensitivity", "precision")
+
+
+class RecallAtPrecision(_AtConstraint):
+    """The best recall where the precision is at least ``precision``."""
+
+    _ARG = "precision"
+
+    def result(self):
+        return self._best("precision", "sensitivity")
