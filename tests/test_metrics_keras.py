@@ -268,6 +268,18 @@ def test_sum_and_not_yet_metrics(backend):
         metrics.get("precision_at_recall")
 
 
+def test_vector_valued_metrics_in_compile_say_so():
+    # Keras logs per-class arrays; xpnet's logs take one number per metric, so compile
+    # names the problem instead of failing later in float()
+    for m in ("f1_score", metrics.Precision(thresholds=[0.3, 0.7]),
+              metrics.R2Score(class_aggregation=None)):
+        with pytest.raises(NotImplementedError, match="one value per class or threshold"):
+            metrics.get(m, None, (None, 3))
+    assert metrics.get("f1_score").average is None  # standalone: Keras's default
+    assert metrics.get(metrics.F1Score(average="macro"), None, (None, 3)).name == "f1_score"
+    assert metrics.get("auc", None, (None, 1)).name == "auc"
+
+
 def test_result_before_update_and_state_accumulates(backend):
     for m in (metrics.AUC(), metrics.Precision(), metrics.F1Score(), metrics.R2Score(),
               metrics.MeanIoU(2)):

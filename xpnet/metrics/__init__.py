@@ -25,6 +25,8 @@ class Metric:
 
     #: True when the metric gives the same result on the logits of a softmax output.
     argmax_based = False
+    #: True when ``result()`` holds several values (per class, per threshold).
+    vector_valued = False
 
     def __init__(self, name=None, dtype=None):
         self.name = name or snake_case(type(self).__name__)
@@ -218,7 +220,19 @@ def get(identifier, loss=None, output_shape=None):
 
     ``"accuracy"`` / ``"acc"`` resolve as Keras resolves them: binary accuracy for a one-unit
     output, sparse categorical accuracy for integer labels (a sparse loss), else categorical.
+    For a model's output (``output_shape`` given, as ``compile`` asks) the metric must
+    report one number: a per-class or per-threshold one raises NotImplementedError.
     """
+    metric = _resolve(identifier, loss, output_shape)
+    if output_shape is not None and getattr(metric, "vector_valued", False):
+        raise NotImplementedError(
+            f"metric {metric.name!r} ({type(metric).__name__}) reports one value per class or "
+            "threshold; xpnet's fit/evaluate logs take one number per metric: use it "
+            "standalone, or pass e.g. F1Score(average='macro') or a single threshold")
+    return metric
+
+
+def _resolve(identifier, loss, output_shape):
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Metric):

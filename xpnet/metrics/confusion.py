@@ -165,6 +165,10 @@ class _Counts(Metric):
             return [0.0] * len(self.thresholds)
         return self._counts[key]
 
+    @property
+    def vector_valued(self):
+        return len(self.thresholds) > 1 and not isinstance(self, (AUC, _AtConstraint))
+
     @staticmethod
     def _one(values, thresholds):
         return values[0] if len(thresholds) == 1 else values

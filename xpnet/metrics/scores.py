@@ -167,6 +167,7 @@ class FBetaScore(Metric):
                              f"Received: threshold={threshold!r}")
         self.average, self.beta, self.threshold = average, float(beta), threshold
         self.axis = None if average == "micro" else 0
+        self.vector_valued = average is None
         super().__init__(name=name, dtype=dtype)
 
     def reset_state(self):
@@ -310,6 +311,7 @@ class R2Score(Metric):
             raise ValueError("R2Score: num_regressors must be a non-negative int. Received: "
                              f"num_regressors={num_regressors!r}")
         self.class_aggregation, self.num_regressors = class_aggregation, num_regressors
+        self.vector_valued = class_aggregation is None
         super().__init__(name=name, dtype=dtype)
 
     def reset_state(self):
