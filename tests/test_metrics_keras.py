@@ -50,6 +50,12 @@ KERAS_EXAMPLES = {
     # cm = [[1, 1], [1, 1]]: (1 / (2 + 2 - 1) + 1 / (2 + 2 - 1)) / 2
     "mean_iou": (lambda: metrics.MeanIoU(num_classes=2), [0, 0, 1, 1], [0, 1, 0, 1],
                  0.33333334, 0.23809525, [0.3, 0.3, 0.3, 0.1]),
+    "iou": (lambda: metrics.IoU(num_classes=2, target_class_ids=[0]), [0, 0, 1, 1],
+            [0, 1, 0, 1], 0.33333334, 0.33333334, [0.3, 0.3, 0.3, 0.1]),
+    # cm = [[0.2, 0.4], [0.3, 0.1]] weighted: iou = [0.222, 0.125]
+    "binary_iou": (lambda: metrics.BinaryIoU(target_class_ids=[0, 1], threshold=0.3),
+                   [0, 1, 0, 1], [0.1, 0.2, 0.4, 0.7], 0.33333334, 0.17361112,
+                   [0.2, 0.3, 0.4, 0.1]),
     "sensitivity_at_specificity": (lambda: metrics.SensitivityAtSpecificity(0.5),
                                    [0, 0, 0, 1, 1], [0, 0.3, 0.8, 0.3, 0.8], 0.5, 0.333333,
                                    [1, 1, 2, 2, 1]),
@@ -253,6 +259,27 @@ def test_calling_a_metric_updates_it_and_returns_the_result():
     assert float(metrics.RootMeanSquaredError()([[0, 1], [0, 0]], [[1, 1], [0, 0]])) == 0.5
 
 
+def test_one_hot_iou_and_correlations_keras_figures(backend):
+    y_true = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0], [1, 0, 0]])
+    y_pred = [[0.2, 0.3, 0.5], [0.1, 0.2, 0.7], [0.5, 0.3, 0.1], [0.1, 0.4, 0.5]]
+    w = [0.1, 0.2, 0.3, 0.4]
+    # Keras: mean_iou = (0 / (0.3 + 0.6 - 0) + 0.1 / (0.7 + 0.1 - 0.1)) / 2 -> 0.071;
+    # over all three classes / 3 -> 0.048
+    got = _run(backend, metrics.OneHotIoU(num_classes=3, target_class_ids=[0, 2]), y_true,
+               y_pred, w)
+    np.testing.assert_allclose(got, 0.1 / 0.7 / 2, rtol=1e-5)
+    np.testing.assert_allclose(got, 0.071, atol=5e-4)
+    got = _run(backend, metrics.OneHotMeanIoU(num_classes=3), y_true, y_pred, w)
+    np.testing.assert_allclose(got, 0.048, atol=5e-4)
+    # Keras: PearsonCorrelation 0.9966996338993913, ConcordanceCorrelation
+    # 0.9816320385426076 (figures printed without the eps Keras's code adds: 5e-7 apart)
+    t, p = [[0, 1, 0.5], [1, 1, 0.2]], [[0.1, 0.9, 0.5], [1, 0.9, 0.2]]
+    np.testing.assert_allclose(_run(backend, metrics.PearsonCorrelation(), t, p,
+                                    dtype=np.float64), 0.9966996338993913, rtol=1e-6)
+    np.testing.assert_allclose(_run(backend, metrics.ConcordanceCorrelation(), t, p,
+                                    dtype=np.float64), 0.9816320385426076, rtol=1e-6)
+
+
 def test_sum_and_not_yet_metrics(backend):
     # Keras: Sum().update_state([1, 3, 5, 7]) -> 16.0
     m = metrics.Sum()
@@ -260,10 +287,8 @@ def test_sum_and_not_yet_metrics(backend):
     assert float(backend.to_numpy(m.result())) == 16.0
     m.update_state(backend.asarray(np.array([1.0, 2.0])), backend.asarray(np.array([3.0, 0.5])))
     assert float(backend.to_numpy(m.result())) == 20.0
-    with pytest.raises(NotImplementedError, match="keras.metrics.BinaryIoU"):
-        getattr(keras.metrics, "BinaryIoU")  # noqa: B009
-    with pytest.raises(NotImplementedError, match="PearsonCorrelation"):
-        metrics.get("pearson_correlation")
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchMetric'"):
+        getattr(keras.metrics, "NoSuchMetric")  # noqa: B009
     with pytest.raises(ValueError, match="needs recall"):
         metrics.get("precision_at_recall")
 

@@ -242,7 +242,6 @@ def _resolve(identifier, loss, output_shape):
         return _BY_NAME[identifier.__name__]()
     if not isinstance(identifier, str):
         raise ValueError(f"unknown metric {identifier!r}")
-    _not_yet(identifier)
     if identifier in ("accuracy", "acc"):
         if output_shape is not None and output_shape[-1] == 1:
             return BinaryAccuracy(name=identifier)
@@ -263,13 +262,15 @@ def _resolve(identifier, loss, output_shape):
 # The metrics of the other modules (imported last: they build on the classes above).
 from xpnet.metrics.confusion import *  # noqa: E402,F401,F403
 from xpnet.metrics.confusion import __all__ as _confusion_all  # noqa: E402
+from xpnet.metrics.iou import *  # noqa: E402,F401,F403
+from xpnet.metrics.iou import __all__ as _iou_all  # noqa: E402
 from xpnet.metrics.scores import *  # noqa: E402,F401,F403
 from xpnet.metrics.scores import __all__ as _scores_all  # noqa: E402
 from xpnet.metrics.wrappers import *  # noqa: E402,F401,F403
 from xpnet.metrics.wrappers import __all__ as _wrappers_all  # noqa: E402
 
-__all__ += _confusion_all + _scores_all + _wrappers_all
-_NEW_CLASSES = [globals()[n] for n in _confusion_all + _scores_all + _wrappers_all
+__all__ += _confusion_all + _scores_all + _iou_all + _wrappers_all
+_NEW_CLASSES = [globals()[n] for n in _confusion_all + _scores_all + _iou_all + _wrappers_all
                 if n[0].isupper()]
 # Strings compile(metrics=[...]) accepts, as Keras: class names and their snake case, and
 # the function names (which Keras wraps in a mean).
@@ -280,27 +281,13 @@ _BY_NAME.update({"logcosh": LogCoshError, "log_cosh": LogCoshError,  # noqa: F40
                  "mape": MeanAbsolutePercentageError,  # noqa: F405
                  "msle": MeanSquaredLogarithmicError})  # noqa: F405
 # Classes whose constructor needs an argument a string cannot give.
-_NEEDS = {MeanIoU: "num_classes", SensitivityAtSpecificity: "specificity",  # noqa: F405
+_NEEDS = {MeanIoU: "num_classes", IoU: "num_classes",  # noqa: F405
+          OneHotIoU: "num_classes", OneHotMeanIoU: "num_classes",  # noqa: F405
+          SensitivityAtSpecificity: "specificity",  # noqa: F405
           SpecificityAtSensitivity: "sensitivity", PrecisionAtRecall: "recall",  # noqa: F405
           RecallAtPrecision: "precision"}  # noqa: F405
 _FUNCTIONS.update({f.__name__: f for f in (
     top_k_categorical_accuracy, sparse_top_k_categorical_accuracy,  # noqa: F405
-    cosine_similarity)})  # noqa: F405
+    cosine_similarity, pearson_correlation, concordance_correlation)})  # noqa: F405
 _BY_NAME.update({"cosine_similarity": CosineSimilarity})  # noqa: F405
 
-
-# Keras 3 metrics xpnet does not have yet: asking for one says so.
-_NOT_YET = ("IoU", "BinaryIoU", "OneHotIoU", "OneHotMeanIoU", "PearsonCorrelation",
-            "ConcordanceCorrelation")
-
-
-def _not_yet(name):
-    for cls_name in _NOT_YET:
-        if name in (cls_name, snake_case(cls_name)):
-            raise NotImplementedError(f"keras.metrics.{cls_name} is not implemented in xpnet "
-                                      "yet")
-
-
-def __getattr__(name):
-    _not_yet(name)
-    raise AttributeError(f"module 'xpnet.metrics' has no attribute {name!r}")

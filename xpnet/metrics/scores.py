@@ -1,10 +1,8 @@
-"""Top-k accuracies, F-scores, mean IoU, R^2 and the regression metrics RMSE, cosine
-similarity and log-cosh error, as Keras 3 (``keras/src/metrics/accuracy_metrics.py``,
-``f_score_metrics.py``, ``iou_metrics.py``, ``regression_metrics.py``)."""
+"""Top-k accuracies, F-scores, R^2 and the regression metrics RMSE, cosine similarity and
+log-cosh error, as Keras 3 (``keras/src/metrics/accuracy_metrics.py``,
+``f_score_metrics.py``, ``regression_metrics.py``)."""
 
 import math
-
-from array_api_compat import device as device_of
 
 from xpnet.kernels import reference
 from xpnet.metrics import Mean
@@ -14,7 +12,7 @@ from xpnet.metrics import as_arrays
 from xpnet.metrics import namespace
 
 __all__ = ["TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "F1Score",
-           "FBetaScore", "MeanIoU", "R2Score", "RootMeanSquaredError", "CosineSimilarity",
+           "FBetaScore", "R2Score", "RootMeanSquaredError", "CosineSimilarity",
            "LogCoshError", "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
            "cosine_similarity", "log_cosh"]
 
@@ -224,70 +222,6 @@ class F1Score(FBetaScore):
         config = super().get_config()
         del config["beta"]
         return config
-
-
-class MeanIoU(Metric):
-    """Mean intersection over union over the classes present, as Keras 3:
-    ``IoU_c = cm[c, c] / (row_c + col_c - cm[c, c])`` from the weighted confusion matrix
-    ``cm`` (rows: labels, columns: predictions).
-
-    Parameters
-    ----------
-    num_classes : int
-    ignore_class : int, default=None
-        Pixels with this label are left out.
-    sparse_y_true, sparse_y_pred : bool, default=True
-        Whether labels / predictions are class ids; otherwise the argmax over ``axis``.
-    """
-
-    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
-                 sparse_y_true=True, sparse_y_pred=True, axis=-1):
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"MeanIoU: num_classes must be a positive int. Received: "
-                             f"num_classes={num_classes!r}")
-        self.num_classes, self.ignore_class, self.axis = num_classes, ignore_class, axis
-        self.sparse_y_true, self.sparse_y_pred = sparse_y_true, sparse_y_pred
-        self.argmax_based = not sparse_y_pred
-        super().__init__(name=name, dtype=dtype)
-
-    def reset_state(self):
-        self.total_cm = None
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
-        xp = namespace(y_pred)
-        if not self.sparse_y_true:
-            y_true = xp.argmax(y_true, axis=self.axis)
-        if not self.sparse_y_pred:
-            y_pred = xp.argmax(y_pred, axis=self.axis)
-        dtype = xp.float64 if y_pred.dtype == xp.float64 else xp.float32
-        t = xp.reshape(xp.astype(y_true, xp.int64), (-1,))
-        p = xp.reshape(xp.astype(y_pred, xp.int64), (-1,))
-        w = xp.ones(t.shape, dtype=dtype, device=device_of(t)) if sample_weight is None \
-            else xp.reshape(xp.broadcast_to(xp.astype(sample_weight, dtype),
-                                            tuple(y_true.shape)), (-1,))
-        if self.ignore_class is not None:
-            w = xp.where(t == self.ignore_class, 0.0, w)
-        classes = xp.arange(self.num_classes, dtype=xp.int64, device=device_of(t))
-        true_hot = xp.astype(t[:, None] == classes, dtype) * w[:, None]
-        cm = true_hot.mT @ xp.astype(p[:, None] == classes, dtype)
-        self.total_cm = cm if self.total_cm is None else self.total_cm + cm
-
-    def result(self):
-        if self.total_cm is None:
-            return 0.0
-        xp = namespace(self.total_cm)
-        cm = self.total_cm
-        tp = xp.sum(cm * xp.eye(self.num_classes, dtype=cm.dtype, device=device_of(cm)),
-                    axis=0)
-        denominator = xp.sum(cm, axis=0) + xp.sum(cm, axis=1) - tp
-        valid = xp.sum(xp.astype(denominator > 1e-9, cm.dtype))
-        return xp.sum(tp / (denominator + EPSILON)) / (valid + EPSILON)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
-                "ignore_class": self.ignore_class, "sparse_y_true": self.sparse_y_true,
-                "sparse_y_pred": self.sparse_y_pred, "axis": self.axis}
 
 
 class R2Score(Metric):

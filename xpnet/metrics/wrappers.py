@@ -1,6 +1,7 @@
-"""Metrics that are the running mean of a loss (cross-entropies, hinges, KL divergence,
-Poisson, MAPE, MSLE) and ``Sum``, as Keras 3 (``keras/src/metrics/probabilistic_metrics.py``,
-``hinge_metrics.py``, ``regression_metrics.py``, ``reduction_metrics.py``)."""
+"""Metrics that are the running mean of a per-sample function: the losses (cross-entropies,
+hinges, KL divergence, Poisson, MAPE, MSLE) and the correlations; and ``Sum``. As Keras 3
+(``keras/src/metrics/probabilistic_metrics.py``, ``hinge_metrics.py``,
+``regression_metrics.py``, ``correlation_metrics.py``, ``reduction_metrics.py``)."""
 
 from xpnet import losses
 from xpnet.metrics import Mean
@@ -11,7 +12,11 @@ from xpnet.metrics import namespace
 
 __all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
            "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence", "Poisson",
-           "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Sum"]
+           "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Sum",
+           "PearsonCorrelation", "ConcordanceCorrelation", "pearson_correlation",
+           "concordance_correlation"]
+
+EPSILON = 1e-7  # keras.backend.epsilon()
 
 
 class _LossMean(MeanMetricWrapper):
@@ -86,3 +91,51 @@ class Sum(Metric):
 
     def result(self):
         return self.total
+
+
+def pearson_correlation(y_true, y_pred, axis=-1):
+    """``mean(z(y_true) * z(y_pred))`` along ``axis``, ``z(x) = (x - mean) / (std + eps)``
+    (population standard deviation)."""
+    xp = namespace(y_pred)
+    t = y_true - xp.mean(y_true, axis=axis, keepdims=True)
+    p = y_pred - xp.mean(y_pred, axis=axis, keepdims=True)
+    t = t / (xp.std(t, axis=axis, keepdims=True) + EPSILON)
+    p = p / (xp.std(p, axis=axis, keepdims=True) + EPSILON)
+    return xp.mean(t * p, axis=axis)
+
+
+def concordance_correlation(y_true, y_pred, axis=-1):
+    """Keras 3's concordance coefficient along ``axis``, its code's formula exactly:
+    ``mean(2 (t - mean(p)) (p - mean(p)) / (var(t) + var(p) + (mean(t) - mean(p))^2 + eps))``.
+    """
+    xp = namespace(y_pred)
+    t_mean = xp.mean(y_true, axis=axis, keepdims=True)
+    p_mean = xp.mean(y_pred, axis=axis, keepdims=True)
+    norm = xp.var(y_true, axis=axis, keepdims=True) + xp.var(y_pred, axis=axis, keepdims=True) \
+        + (t_mean - p_mean) ** 2
+    return xp.mean(2.0 * (y_true - p_mean) * (y_pred - p_mean) / (norm + EPSILON), axis=axis)
+
+
+class _Correlation(_LossMean):
+    def __init__(self, name=None, dtype=None, axis=-1):
+        MeanMetricWrapper.__init__(self, self._fn, name=name or self._default_name,
+                                   dtype=dtype, axis=axis)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred, sample_weight = as_arrays(y_true, y_pred, sample_weight)
+        y_true = namespace(y_pred).astype(y_true, y_pred.dtype)
+        MeanMetricWrapper.update_state(self, y_true, y_pred, sample_weight)
+
+
+class PearsonCorrelation(_Correlation):
+    """Mean over samples of the Pearson correlation along ``axis`` (-1)."""
+
+    _fn = staticmethod(pearson_correlation)
+    _default_name = "pearson_correlation"
+
+
+class ConcordanceCorrelation(_Correlation):
+    """Mean over samples of Keras's concordance correlation along ``axis`` (-1)."""
+
+    _fn = staticmethod(concordance_correlation)
+    _default_name = "concordance_correlation"
