@@ -214,3 +214,24 @@ def test_nadam_u_product_survives_a_restore():
         a.apply_gradients([(g, pa)])
         b.apply_gradients([(g, pb)])
     np.testing.assert_array_equal(pa, pb)
+
+
+@pytest.mark.parametrize("name", ["nadam", "adamax", "adadelta", "ftrl", "lion"])
+def test_training_resumes_exactly_after_save_and_load(tmp_path, name):
+    """The slots (and Nadam's schedule product, from the step count) survive a save."""
+    from xpnet import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 4)).astype("float32")
+    y = rng.standard_normal((48, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh"),
+                              keras.layers.Dense(1)])
+    model.compile(name, "mse")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert type(again.optimizer).__name__.lower() == name
+    for m in (model, again):
+        m.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
