@@ -167,7 +167,7 @@ class _Counts(Metric):
 
     @property
     def vector_valued(self):
-        return len(self.thresholds) > 1 and not isinstance(self, (AUC, _AtConstraint))
+        return len(self.thresholds) > 1  # one result per threshold
 
     @staticmethod
     def _one(values, thresholds):
@@ -283,6 +283,8 @@ class AUC(_Counts):
         weights of each label's predictions in the counts.
     """
 
+    vector_valued = False  # one area, whatever the thresholds
+
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
                  name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
@@ -380,6 +382,7 @@ class _AtConstraint(_Counts):
     ``constrained`` rate reaches ``value`` (0 when none does)."""
 
     _ARG = "value"
+    vector_valued = False  # one best rate over the thresholds
 
     def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
         owner = type(self).__name__
