@@ -293,6 +293,28 @@ def test_sum_and_not_yet_metrics(backend):
         metrics.get("precision_at_recall")
 
 
+def test_every_new_metric_round_trips_its_config():
+    made = [metrics.AUC(curve="PR", thresholds=[0.2, 0.6], from_logits=True),
+            metrics.AUC(multi_label=True, label_weights=[1.0, 2.0]),
+            metrics.Precision(top_k=2, class_id=1), metrics.Recall(thresholds=[0.3, 0.7]),
+            metrics.TruePositives(0.3), metrics.FalseNegatives(), metrics.TrueNegatives(),
+            metrics.FalsePositives(), metrics.SensitivityAtSpecificity(0.4, num_thresholds=10),
+            metrics.SpecificityAtSensitivity(0.4), metrics.PrecisionAtRecall(0.3, class_id=2),
+            metrics.RecallAtPrecision(0.9), metrics.TopKCategoricalAccuracy(3),
+            metrics.SparseTopKCategoricalAccuracy(2, from_sorted_ids=True),
+            metrics.F1Score("weighted", 0.4), metrics.FBetaScore("micro", 2.0),
+            metrics.IoU(3, [0, 2], ignore_class=1), metrics.BinaryIoU([1], 0.3),
+            metrics.MeanIoU(4, sparse_y_pred=False), metrics.OneHotIoU(3, [1]),
+            metrics.OneHotMeanIoU(3), metrics.R2Score("variance_weighted_average", 2),
+            metrics.RootMeanSquaredError(), metrics.CosineSimilarity(axis=0),
+            metrics.LogCoshError(), metrics.BinaryCrossentropy(from_logits=True),
+            metrics.SparseCategoricalCrossentropy(), metrics.KLDivergence(), metrics.Sum(),
+            metrics.PearsonCorrelation(), metrics.ConcordanceCorrelation()]
+    for m in made:
+        again = type(m).from_config(m.get_config())
+        assert again.get_config() == m.get_config(), type(m).__name__
+
+
 def test_vector_valued_metrics_in_compile_say_so():
     # Keras logs per-class arrays; xpnet's logs take one number per metric, so compile
     # names the problem instead of failing later in float()

@@ -329,8 +329,8 @@ class Dice(_Overlap):
 
     default_name = "dice"
 
-    def __init__(self, axis=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, reduction="sum_over_batch_size", name=None, axis=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)  # Keras's order
         self.axis = tuple(axis) if isinstance(axis, list) else axis
 
     def call(self, y_true, y_pred):

@@ -50,6 +50,10 @@ class Metric:
     def get_config(self):
         return {"name": self.name}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
 
 def snake_case(name):
     """Keras's default metric name for a class name: ``"MeanIoU"`` -> ``"mean_io_u"``."""

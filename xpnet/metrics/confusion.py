@@ -424,6 +424,9 @@ class SensitivityAtSpecificity(_AtConstraint):
 
     _ARG = "specificity"
 
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
     def result(self):
         return self._best("specificity", "sensitivity")
 
@@ -432,6 +435,9 @@ class SpecificityAtSensitivity(_AtConstraint):
     """The best specificity where the sensitivity (recall) is at least ``sensitivity``."""
 
     _ARG = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
 
     def result(self):
         return self._best("sensitivity", "specificity")
@@ -442,6 +448,9 @@ class PrecisionAtRecall(_AtConstraint):
 
     _ARG = "recall"
 
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
     def result(self):
         return self._best("sensitivity", "precision")
 
@@ -450,6 +459,9 @@ class RecallAtPrecision(_AtConstraint):
     """The best recall where the precision is at least ``precision``."""
 
     _ARG = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
 
     def result(self):
         return self._best("precision", "sensitivity")
