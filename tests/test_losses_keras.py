@@ -158,3 +158,7 @@ def test_names_and_configs():
         losses.get("ctc")
     with pytest.raises(NotImplementedError, match="keras.losses.Circle"):
         getattr(losses, "Circle")  # noqa: B009
+    from xpnet import keras
+
+    with pytest.raises(NotImplementedError, match="keras.losses.CTC"):
+        getattr(keras.losses, "CTC")  # noqa: B009

@@ -197,6 +197,10 @@ def test_names_defaults_configs_and_errors():
         optimizers.get("adafactor")
     with pytest.raises(NotImplementedError, match="LossScaleOptimizer"):
         getattr(optimizers, "LossScaleOptimizer")  # noqa: B009
+    from xpnet import keras
+
+    with pytest.raises(NotImplementedError, match="keras.optimizers.Muon"):
+        getattr(keras.optimizers, "Muon")  # noqa: B009
 
 
 def test_nadam_u_product_survives_a_restore():
