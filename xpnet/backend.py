@@ -8,6 +8,7 @@ CuPy is imported lazily, so ``import xpnet`` works on a machine without CUDA.
 
 import contextlib
 import os
+import sys
 import types
 
 import array_api_compat
@@ -337,6 +338,15 @@ def _make_backend(spec, device):
     raise ValueError(
         f"unknown backend {spec!r}: expected 'auto', 'cpu', 'cuda' or an array namespace"
     )
+
+
+def seed_global_generators(seed):
+    """Seed NumPy's global generator (``np.random.seed``), and CuPy's where CuPy is already
+    imported, as ``keras.utils.set_random_seed`` seeds its backends' global generators."""
+    np.random.seed(seed % 2**32)
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and _cuda_usable():
+        cupy.random.seed(seed % 2**32)
 
 
 def backend_of(x):
