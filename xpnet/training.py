@@ -99,8 +99,8 @@ class Trainer(DataAdapter):
             if self._loss_weights_spec is not None else [1.0] * len(self.outputs)
         self._loss_weights = [float(w) for w in weights]
         spec = self._metrics_spec or []
-        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and spec and \
-                not isinstance(spec[0], (list, tuple)):
+        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and (
+                not spec or not isinstance(spec[0], (list, tuple))):
             spec = [spec] * len(self.outputs)
         per_output = self._per_output(spec, [], "metrics") if len(self.outputs) > 1 \
             else [spec]

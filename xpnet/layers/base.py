@@ -59,7 +59,7 @@ class InputGrads:
 
 # Attributes the tracking walk never looks into: the engine's own bookkeeping.
 _UNTRACKED = frozenset({"params", "grads", "regularizers", "_trainable_names", "_variables",
-                        "_inbound_nodes", "_losses", "backend", "_rng", "_parent"})
+                        "_inbound_nodes", "_added_losses", "backend", "_rng", "_parent"})
 
 
 class Layer:
@@ -105,12 +105,13 @@ class Layer:
             )
         self.name = name or unique_name(_snake(type(self).__name__))
         self.dtype = _dtype_name(dtype or "float32")
+        self._dtype_given = dtype is not None  # else: a sublayer takes its owner's dtype
         self._trainable = bool(trainable)
         self.params, self.grads, self.regularizers = {}, {}, {}
         self._trainable_names = []
         self._variables = {}
         self._inbound_nodes = []
-        self._losses = []
+        self._added_losses = []
         self.built = False
         self.backend = None
         if input_dim is not None and input_shape is None:
@@ -328,6 +329,7 @@ class Layer:
         self.check_input_shape(input_shape)
         calls.run_build(self, input_shape)
         self.input_shape = input_shape
+        self.built = True  # before the output shape: a call() layer runs to find it
         if type(self).compute_output_shape is not Layer.compute_output_shape or \
                 not calls.is_call_based(self):
             try:
@@ -335,12 +337,16 @@ class Layer:
             except NotImplementedError:  # a call() layer without a shape rule
                 self.output_shape = None
         self.built = True
+        self.built = True
 
     def check_input_shape(self, input_shape):
         """Raise a ValueError naming the layer if ``input_shape`` does not fit its weights."""
 
     def compute_output_shape(self, input_shape):
-        """Output shape for ``input_shape``; identity by default."""
+        """Output shape for ``input_shape``: identity for a built-in layer; a layer written
+        with ``call`` is run on zeros of that shape (as Keras traces it)."""
+        if calls.is_call_based(self):
+            return calls.probe_output_shape(self, input_shape)
         return input_shape
 
     def compute_mask(self, inputs, mask=None):
@@ -363,13 +369,13 @@ class Layer:
         """Add ``loss`` (a scalar computed with ``keras.ops`` in ``call``) to the training
         loss; its gradient flows back through what it was computed from."""
         if not calls.probing():
-            self._losses.append(loss)
+            self._added_losses.append(loss)
 
     @property
     def losses(self):
         """The losses added by the last call (this layer's and its sublayers'), then the
         weight regularizers' penalties, as Keras 3 lists them."""
-        out = [loss for la in self._all_layers() for loss in la._losses]
+        out = [loss for la in self._all_layers() for loss in la._added_losses]
         for var in self.trainable_weights:
             reg = var.regularizer
             if reg is not None:
