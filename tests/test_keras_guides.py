@@ -102,7 +102,7 @@ def test_subclassing_guide_custom_training_loop_with_tape():
     mse_loss_fn = keras.losses.MeanSquaredError()
     loss_metric = keras.metrics.Mean()
     first = None
-    for epoch in range(3):
+    for _epoch in range(3):
         loss_metric.reset_state()
         for step in range(0, len(x) - 63, 64):
             x_batch_train = x[step:step + 64]
@@ -328,7 +328,7 @@ def test_training_loop_from_scratch_guide():
     train_acc_metric = keras.metrics.SparseCategoricalAccuracy()
     val_acc_metric = keras.metrics.SparseCategoricalAccuracy()
     batch_size = 32
-    for epoch in range(4):
+    for _epoch in range(4):
         for step in range(len(x_train) // batch_size):
             x_batch_train = x_train[step * batch_size:(step + 1) * batch_size]
             y_batch_train = y_train[step * batch_size:(step + 1) * batch_size]
