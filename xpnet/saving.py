@@ -8,20 +8,30 @@ optimizer's configuration and step count, and the random states of ``fit``'s shu
 of the dropout and noise layers, so that training resumed from a file continues exactly as
 an uninterrupted run would (bit for bit on the CPU backend).
 
-Files are written to a temporary file beside the target, flushed to disk and renamed into
-place: a crash mid-save leaves the previous file intact, and the temporary name is fixed,
-so a killed save leaves no pile of temporaries behind (the next save reuses the name).
-Loading checks everything (format, architecture, weight names, shapes) before it touches
-a model, so a bad file leaves the model in memory as it was. The arrays pass through NumPy
+Each save writes a temporary file of its own (created exclusively beside the target),
+flushes it to disk, renames it over the target and flushes the rename: a reader sees the
+old file or the new one, never a part; of concurrent writers the last rename wins; a failed
+save removes its temporary and says the previous file is intact, and a temporary left by a
+killed writer is removed by the next save once it is 15 minutes old. Loading reads the
+header length first (refusing headers over 100 MB), checks the whole header and metadata
+(:mod:`xpnet.saving_checks`) before building anything, builds without running initializers
+(each declared weight shape must be one the file holds), and writes into a model only after
+every check passed, so a bad file leaves the model in memory as it was. The arrays pass through NumPy
 on the host (``Backend.to_numpy`` / ``Backend.asarray``), so a model saved on one backend
 loads on any other.
 """
 
+import contextlib
 import json
 import os
+import stat
+import tempfile
+import time
 
 import safetensors
 import safetensors.numpy
+
+from xpnet import saving_checks as checks
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "serialize_layer",
            "deserialize_layer", "functional_config", "functional_graph", "FORMAT",
@@ -49,19 +59,16 @@ def serialize_layer(layer):
 def deserialize_layer(entry, custom_objects=None, backend=None):
     """A layer (or model) from :func:`serialize_layer`'s dict; classes are looked up in
     ``custom_objects`` first, then in ``xpnet.layers``."""
-    from xpnet import layers as layers_module
     from xpnet.layers.base import Layer
     from xpnet.models import Model
-    from xpnet.models import Sequential
 
     name, config = entry.get("class_name"), entry.get("config", {})
-    cls = (custom_objects or {}).get(name)
-    if cls is None:
-        cls = {"Sequential": Sequential, "Functional": Model, "Model": Model}.get(name) or \
-            getattr(layers_module, name, None)
+    cls = _layer_class(name, custom_objects)
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise ValueError(f"unknown layer class {name!r} in the model config; pass its class "
                          f"in custom_objects={{{name!r}: ...}}")
+    if cls is Layer:
+        raise ValueError(f"layer class {name!r} in the model config is abstract (no forward)")
     if issubclass(cls, Model):
         return cls.from_config(config, custom_objects=custom_objects, backend=backend)
     try:
@@ -69,6 +76,22 @@ def deserialize_layer(entry, custom_objects=None, backend=None):
     except TypeError as e:
         raise ValueError(f"cannot rebuild layer {config.get('name')!r} ({name}) from its "
                          f"config: {e}") from None
+
+
+def _layer_class(name, custom_objects=None):
+    """The class a config's ``class_name`` names: ``custom_objects`` first, then the models,
+    then ``xpnet.layers``; None when there is none."""
+    from xpnet import layers as layers_module
+    from xpnet.models import Model
+    from xpnet.models import Sequential
+
+    if not isinstance(name, str):
+        return None
+    cls = (custom_objects or {}).get(name)
+    if cls is None:
+        cls = {"Sequential": Sequential, "Functional": Model, "Model": Model}.get(name) or \
+            getattr(layers_module, name, None)
+    return cls
 
 
 def _walk(model, prefix="layers"):
@@ -108,23 +131,67 @@ def _require_built(model, what):
 
 
 # -- writing ------------------------------------------------------------------------------
+_TMP_SUFFIX = ".xpnet-tmp"
+# A temporary older than this belongs to a writer that died (killed mid-save): the next
+# save to the same target removes it. A live save takes seconds, not minutes.
+_STALE_SECONDS = 15 * 60
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _atomic_write(path, data, overwrite):
+    """Write ``data`` to ``path`` through a temporary file of this writer's own (created
+    exclusively beside the target), flushed to disk, renamed over the target and the rename
+    flushed: readers see the old file or the new one, never a part; of several writers the
+    last rename wins. Any failure leaves the previous file intact and no temporary behind."""
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.xpnet-tmp")
+    base = os.path.basename(path)
+    tmp = None
     try:
-        with open(tmp, "wb") as f:
+        _remove_stale(folder, base)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=_TMP_SUFFIX)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; a save is 0644
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable
+        tmp = None
+    except OSError as e:
+        raise _save_error(e, path) from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+    _fsync_folder(folder)
+
+
+def _save_error(e, path):
+    """``e`` (same class) saying which file could not be written and that the old is kept."""
+    what = e.strerror or str(e)
+    message = f"could not save {path}: {what}; the previous file (if any) is intact"
+    if e.errno is None:
+        return type(e)(message)
+    return type(e)(e.errno, message)
+
+
+def _remove_stale(folder, base):
+    """Remove temporaries of ``base`` left by writers that died long ago."""
+    prefix, now = f".{base}.", time.time()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(_TMP_SUFFIX):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_SECONDS:
+                        os.remove(entry.path)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (where the platform lets a folder be fsynced)."""
+    try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
@@ -215,42 +282,63 @@ def _optimizer_tensors(model, keys):
 
 # -- reading ------------------------------------------------------------------------------
 class _File:
-    """A parsed, validated xpnet file: metadata and NumPy tensors."""
+    """A parsed, validated xpnet file: metadata and NumPy tensors.
+
+    The 8-byte header length is read first and a claim over
+    :data:`~xpnet.saving_checks.MAX_HEADER_BYTES` is refused; then the header is read and
+    checked (:mod:`xpnet.saving_checks`), and only then the tensor data it declares, so a
+    stream (``/dev/zero``) or a lying length never makes xpnet read more than it must."""
 
     def __init__(self, filepath):
         path = os.fspath(filepath)
         with open(path, "rb") as f:
-            data = f.read()
-        if len(data) < 8:
-            raise ValueError(f"{path} is not an xpnet model file: {len(data)} bytes")
-        size = int.from_bytes(data[:8], "little")
-        if size > len(data) - 8:
-            raise ValueError(f"{path} is not an xpnet model file, or it is truncated: its "
-                             f"header claims {size} bytes, the file has {len(data) - 8}")
+            head, raw, body, meta, self.table = _read_parts(f, path)
+        self.meta = checks.check_metadata(path, meta, FORMAT, FORMAT_VERSION)
         try:
-            header = json.loads(data[8:8 + size])
-            meta = header.get("__metadata__") or {}
-        except (ValueError, AttributeError):
-            raise ValueError(f"{path} is not an xpnet model file (no safetensors header)") \
-                from None
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is a safetensors file but not an xpnet model file (no "
-                             "xpnet metadata)")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written in xpnet file format "
-                             f"{meta['format_version']}, newer than this xpnet reads "
-                             f"({FORMAT_VERSION}); upgrade xpnet")
-        try:
-            self.tensors = safetensors.numpy.load(data)
-        except Exception as e:  # SafetensorError: truncated or corrupted data
+            self.tensors = safetensors.numpy.load(head + raw + body)
+        except Exception as e:  # SafetensorError: overlapping or missing data
             raise ValueError(f"{path} is truncated or corrupted: {e}") from None
-        self.path, self.kind = path, meta.get("kind")
-        try:
-            self.meta = {k: json.loads(v) if k not in ("format", "kind", "xpnet_version",
-                                                       "backend", "format_version") else v
-                         for k, v in meta.items()}
-        except ValueError:
-            raise ValueError(f"{path}: the xpnet metadata is corrupted") from None
+        self.path, self.kind = path, self.meta.get("kind")
+
+    def weight_shapes(self):
+        """The shapes of the model's weights in the file (optimizer slots excluded)."""
+        return [shape for key, (_, shape, _) in self.table.items()
+                if key.startswith("layers.")]
+
+
+def _read_parts(f, path):
+    head = f.read(8)
+    if len(head) < 8:
+        raise ValueError(f"{path} is not an xpnet model file: {len(head)} bytes")
+    size = int.from_bytes(head, "little")
+    if not 2 <= size <= checks.MAX_HEADER_BYTES:
+        raise ValueError(f"{path} is not an xpnet model file: its header claims {size} "
+                         f"bytes (an xpnet header has 2 to {checks.MAX_HEADER_BYTES})")
+    info = os.fstat(f.fileno())
+    if _regular(info) and 8 + size > info.st_size:
+        raise ValueError(f"{path} is not an xpnet model file, or it is truncated: its "
+                         f"header claims {size} bytes, the file has {info.st_size - 8}")
+    raw = f.read(size)
+    if len(raw) < size:
+        raise ValueError(f"{path} is truncated: its header claims {size} bytes, the file "
+                         f"has {len(raw)}")
+    meta, table = checks.check_header(path, raw)
+    end = max([offsets[1] for _, _, offsets in table.values()], default=0)
+    if _regular(info) and 8 + size + end > info.st_size:
+        raise ValueError(f"{path} is truncated: its tensors need {end} bytes, the file has "
+                         f"{info.st_size - 8 - size}")
+    chunks, left = [], max(0, end)
+    while left:  # in pieces: a stream that lies about its length runs dry, not out of memory
+        chunk = f.read(min(left, 64 * 2**20))
+        if not chunk:
+            raise ValueError(f"{path} is truncated: its tensors need {end} bytes")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return head, raw, b"".join(chunks), meta, table
+
+
+def _regular(info):
+    return stat.S_ISREG(info.st_mode)
 
 
 def _plan_weights(model, file, strict=True):
@@ -301,28 +389,57 @@ def load_weights(model, filepath):
     _write_weights(_plan_weights(model, file))
 
 
+# What rebuilding a model from a checked config can still raise on values only the layer
+# constructors check (units="many"); each becomes one ValueError naming the file.
+_BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError,
+                 OverflowError, RecursionError, NotImplementedError)
+
+
 def load_model(filepath, custom_objects=None, compile=True, backend=None):
     """The model saved in ``filepath`` by :func:`save_model`, on ``backend`` (any backend,
     whatever the one it was saved from), compiled as it was, with its optimizer state and
-    random state restored so that ``fit`` continues where it stopped."""
+    random state restored so that ``fit`` continues where it stopped.
+
+    The whole file is checked before anything is built (:mod:`xpnet.saving_checks`); the
+    layers are then built without running their initializers, each declared weight shape
+    checked against the file's tensors before it is allocated."""
+    from xpnet import initializers
+    from xpnet.backend import get_backend
+
     file = _File(filepath)
     if file.kind != "model" or "config" not in file.meta:
         raise ValueError(f"{file.path} holds only weights (save_weights); build the model "
                          "and call model.load_weights on it")
-    from xpnet.backend import get_backend
-
+    checks.check_model_config(file.path, file.meta["config"],
+                              lambda name: _layer_class(name, custom_objects))
     backend = get_backend(backend)
-    model = deserialize_layer(file.meta["config"], custom_objects, backend)
-    _write_weights(_plan_weights(model, file))
-    if compile and file.meta.get("compile") is not None:
-        _restore_training(model, file, custom_objects)
+    try:
+        with initializers.supplied(file.weight_shapes(), file.path):
+            model = deserialize_layer(file.meta["config"], custom_objects, backend)
+        _write_weights(_plan_weights(model, file))
+        if compile and file.meta.get("compile") is not None:
+            _restore_training(model, file, custom_objects)
+        _restore_rng(model, file)
+    except _BUILD_ERRORS as e:
+        if isinstance(e, ValueError) and file.path in str(e):
+            raise
+        raise ValueError(f"{file.path}: cannot rebuild the model it describes: "
+                         f"{type(e).__name__}: {e}") from e
+    return model
+
+
+def _restore_rng(model, file):
     rng = file.meta.get("rng") or {}
-    for prefix, layer in _walk(model):
+    prefixes = {prefix: layer for prefix, layer in _walk(model)}
+    unknown = sorted(set(rng.get("layers", {})) - set(prefixes))
+    if unknown:
+        checks.fail(file.path, "rng.layers", f"states of layers of the model "
+                    f"({sorted(prefixes)})", unknown)
+    for prefix, layer in prefixes.items():
         layer.set_rng_state(rng.get("layers", {}).get(prefix))
     if rng.get("fit") is not None:
         model._rng = model.backend.rng(None)
         model._rng.set_state(rng["fit"])
-    return model
 
 
 def _restore_training(model, file, custom_objects):

@@ -323,11 +323,12 @@ class Trainer(DataAdapter):
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cbs.append(self.history)
         cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps,
-                                                      "verbose": verbose})
+                                                      "verbose": verbose,
+                                                      "validation": val is not None})
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
         self.stop_training = False
-        with self._cpu_threads(batch_size):
+        with self._cpu_threads(batch_size), cb.ending_on_error():
             return self._run_epochs(xs, ys, sw, val, n, batch_size, steps, epochs,
                                     initial_epoch, shuffle, cb, cbs, validation_batch_size,
                                     validation_freq)

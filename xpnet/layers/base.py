@@ -146,7 +146,8 @@ class Layer:
         backend = self.backend
         xp = backend.xp
         dt = getattr(xp, _dtype_name(dtype or self.dtype))
-        value = initializers.get(initializer or "glorot_uniform")(shape, dt, backend)
+        # robust (#11): a weight whose value a file supplies skips its initializer
+        value = initializers.initial_value(initializer or "glorot_uniform", shape, dt, backend)
         self.params[name] = xp.asarray(value, dtype=dt, copy=True)
         if trainable:
             self._trainable_names.append(name)
