@@ -2,6 +2,8 @@
 the backend's device: shapes against the model's inputs, targets against its losses, sample
 and class weights; and the batches of an epoch."""
 
+from xpnet import arguments
+
 __all__ = ["DataAdapter", "shape_of", "take_batch"]
 
 
@@ -11,6 +13,7 @@ class DataAdapter:
     def _adapt_x(self, x, what):
         if x is None:
             raise ValueError(f"{self.name}: {what} needs input data x")
+        arguments.check_x(self.name, what, x, len(self.inputs))
         if isinstance(x, dict):
             self._require_graph(what)
             missing = [t.name for t in self.inputs if t.name not in x]
@@ -70,6 +73,7 @@ class DataAdapter:
         return w
 
     def _class_weights(self, class_weight, y, sw):
+        arguments.check_class_weight(self.name, class_weight, self.outputs[0].shape[-1])
         xp = self.backend.xp
         labels = y if y.ndim == 1 else xp.argmax(y, axis=-1) if y.shape[-1] > 1 else \
             xp.astype(xp.reshape(y, (-1,)) > 0.5, xp.int64)

@@ -9,6 +9,7 @@ import contextlib
 import math
 import os
 
+from xpnet import arguments
 from xpnet import callbacks as callbacks_module
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
@@ -278,7 +279,7 @@ class Trainer(DataAdapter):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None,
-            validation_batch_size=None, validation_freq=1):
+            validation_batch_size=None, validation_freq=1, validation_steps=None):
         """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`History`.
 
         ``x`` and ``y`` are arrays (NumPy or the backend's own; a list or dict of them for
@@ -286,6 +287,10 @@ class Trainer(DataAdapter):
         samples before shuffling, as Keras does.
         """
         self._require_compiled("fit")
+        arguments.check_sizes(self.name, "fit", batch_size=batch_size, epochs=epochs,
+                              steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                              validation_batch_size=validation_batch_size,
+                              validation_freq=validation_freq, validation_steps=validation_steps)
         xs = self._adapt_x(x, "fit")
         n = xs[0].shape[0]
         ys = self._adapt_y(y, n, "fit")
@@ -312,6 +317,10 @@ class Trainer(DataAdapter):
                    self._adapt_weights(vw[0] if vw else None, vxs[0].shape[0]))
         else:
             val = None
+        if val is not None and validation_steps:  # the first validation_steps batches
+            keep = slice(0, validation_steps * (validation_batch_size or batch_size or 32))
+            val = ([a[keep, ...] for a in val[0]], [a[keep, ...] for a in val[1]],
+                   None if val[2] is None else val[2][keep])
         batch_size = batch_size or 32
         steps = math.ceil(n / batch_size)
         if steps_per_epoch:
@@ -422,6 +431,7 @@ class Trainer(DataAdapter):
                  return_dict=False, **kwargs):
         """Loss and metrics on ``(x, y)``: a float, a list of floats, or a dict."""
         self._require_compiled("evaluate")
+        arguments.check_sizes(self.name, "evaluate", batch_size=batch_size)
         xs = self._adapt_x(x, "evaluate")
         ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
         sw = self._adapt_weights(sample_weight, xs[0].shape[0])
@@ -438,6 +448,7 @@ class Trainer(DataAdapter):
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         """Outputs for ``x`` as NumPy arrays (a list for several outputs)."""
+        arguments.check_sizes(self.name, "predict", batch_size=batch_size)
         xs = self._adapt_x(x, "predict")
         batch_size = batch_size or 32
         n = xs[0].shape[0]
