@@ -67,9 +67,16 @@ def _load(name):
     return mod
 
 
-def _route(xp):
-    """"cuda", "cpu" or None (the composition) for arrays of namespace ``xp``."""
-    if not _ENABLED[0]:
+# The dtypes the Numba kernels are compiled for. float16 (Numba's CPU target has no
+# float16 arithmetic: "NotImplementedError: float16") and bfloat16 (ml_dtypes) take the
+# array-API composition, which NumPy and CuPy run in those dtypes.
+_KERNEL_DTYPES = ("float32", "float64")
+
+
+def _route(xp, dtype):
+    """"cuda", "cpu" or None (the composition) for arrays of namespace ``xp`` and
+    ``dtype``."""
+    if not _ENABLED[0] or str(dtype) not in _KERNEL_DTYPES:
         return None
     if is_numpy_namespace(xp):
         return "cpu"
@@ -117,7 +124,7 @@ def activation_grad(kind, dy, saved, alpha=None):
     if kind is None or kind == "linear":
         return dy
     xp = namespace(dy, saved)
-    route = _route(xp)
+    route = _route(xp, dy.dtype)
     if route is None or dy.dtype != saved.dtype or dy.shape != saved.shape or (
             route == "cpu" and kind in _CHEAP and dy.size < _NJIT_MIN_SIZE):
         return reference.activation_grad(kind, dy, saved, xp, alpha)
@@ -144,7 +151,7 @@ def softmax_cross_entropy(logits, target, sample_weight=None, label_smoothing=0.
     ``(loss (N,), dlogits (N, C))``, ``dlogits = w * (softmax(logits) * sum(t) - t) / N``.
     """
     xp = namespace(logits)
-    route = _route(xp)
+    route = _route(xp, logits.dtype)
     if route is None or logits.shape[0] == 0:
         return reference.softmax_cross_entropy(logits, target, xp, sample_weight,
                                                label_smoothing)
@@ -173,7 +180,7 @@ def _flat(*arrays):
 
 def _optimizer_route(param, *others):
     xp = namespace(param)
-    route = _route(xp)
+    route = _route(xp, param.dtype)
     if route is None:
         return None, xp, None
     arrays = _flat(param, *others)

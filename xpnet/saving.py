@@ -16,9 +16,9 @@ killed writer is removed by the next save once it is 15 minutes old. Loading rea
 header length first (refusing headers over 100 MB), checks the whole header and metadata
 (:mod:`xpnet.saving_checks`) before building anything, builds without running initializers
 (each declared weight shape must be one the file holds), and writes into a model only after
-every check passed, so a bad file leaves the model in memory as it was. The arrays pass through NumPy
-on the host (``Backend.to_numpy`` / ``Backend.asarray``), so a model saved on one backend
-loads on any other.
+every check passed, so a bad file leaves the model in memory as it was. The arrays pass
+through NumPy on the host (``Backend.to_numpy`` / ``Backend.asarray``), so a model saved on
+one backend loads on any other.
 """
 
 import contextlib
