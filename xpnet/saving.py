@@ -446,6 +446,8 @@ def _restore_training(model, file, custom_objects):
     from xpnet import losses
     from xpnet import optimizers
 
+    from xpnet import mixed_precision  # noqa: F401 - registers LossScaleOptimizer
+
     spec = file.meta["compile"]
     opt = file.meta["optimizer"]
     cls = (custom_objects or {}).get(opt["class_name"]) or \

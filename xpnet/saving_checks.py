@@ -180,6 +180,13 @@ def _check_optimizer(path, opt):
         fail(path, "optimizer.config", "an object", config)
     if not _int(opt.get("iterations", 0), 0, 2**53):
         fail(path, "optimizer.iterations", "an int in [0, 2**53)", opt.get("iterations"))
+    if "inner_optimizer" in config:  # LossScaleOptimizer: its scale, then the inner one
+        for key in ("initial_scale", "dynamic_growth_steps"):
+            if not (_number(config.get(key)) and config.get(key) > 0):
+                fail(path, f"optimizer.config.{key}", "a finite number > 0", config.get(key))
+        _check_optimizer(path, {**(config["inner_optimizer"] if isinstance(
+            config["inner_optimizer"], dict) else {"class_name": None}), "iterations": 0})
+        return
     lr = config.get("learning_rate")
     if isinstance(lr, dict):  # a schedule: its numbers must be finite
         if not isinstance(lr.get("class_name"), str) or \

@@ -118,6 +118,7 @@ class Trainer(DataAdapter):
                                       for k in range(len(self.outputs))] \
             if len(self.outputs) > 1 else []
         self._pack()
+        self.optimizer.check_model(self)
         self._macs = None  # the step's cost, for the BLAS thread count; measured on first use
         self._compiled_graph = self._graph
 
@@ -208,7 +209,7 @@ class Trainer(DataAdapter):
             if self._output_loss_trackers:
                 self._output_loss_trackers[k].update_mean(value, ys[0].shape[0])
             total = total + value
-            dys.append(dy)
+            dys.append(self.optimizer.scale_loss(dy) if train else dy)  # loss scaling (#11)
         return total, dys
 
     def _update_metrics(self, ys, outs, sample_weight, fused):
@@ -261,7 +262,7 @@ class Trainer(DataAdapter):
                 w = la.params[name]
                 total = total + reg(w)
                 if add_grads and name in la.grads:
-                    la.grads[name] += reg.grad(w)
+                    la.grads[name] += self.optimizer.scale_loss(reg.grad(w))
         return total
 
     def _test_step(self, xs, ys, sample_weight):
