@@ -21,17 +21,15 @@ through NumPy on the host (``Backend.to_numpy`` / ``Backend.asarray``), so a mod
 one backend loads on any other.
 """
 
-import contextlib
 import json
 import os
-import stat
-import tempfile
-import time
 
 import safetensors
 import safetensors.numpy
 
 from xpnet import saving_checks as checks
+from xpnet.saving_io import atomic_write
+from xpnet.saving_io import read_parts
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "serialize_layer",
            "deserialize_layer", "functional_config", "functional_graph", "FORMAT",
@@ -131,78 +129,6 @@ def _require_built(model, what):
 
 
 # -- writing ------------------------------------------------------------------------------
-_TMP_SUFFIX = ".xpnet-tmp"
-# A temporary older than this belongs to a writer that died (killed mid-save): the next
-# save to the same target removes it. A live save takes seconds, not minutes.
-_STALE_SECONDS = 15 * 60
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def _atomic_write(path, data, overwrite):
-    """Write ``data`` to ``path`` through a temporary file of this writer's own (created
-    exclusively beside the target), flushed to disk, renamed over the target and the rename
-    flushed: readers see the old file or the new one, never a part; of several writers the
-    last rename wins. Any failure leaves the previous file intact and no temporary behind."""
-    path = os.fspath(path)
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path} exists and overwrite=False")
-    folder = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    tmp = None
-    try:
-        _remove_stale(folder, base)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=_TMP_SUFFIX)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; a save is 0644
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise _save_error(e, path) from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-    _fsync_folder(folder)
-
-
-def _save_error(e, path):
-    """``e`` (same class) saying which file could not be written and that the old is kept."""
-    what = e.strerror or str(e)
-    message = f"could not save {path}: {what}; the previous file (if any) is intact"
-    if e.errno is None:
-        return type(e)(message)
-    return type(e)(e.errno, message)
-
-
-def _remove_stale(folder, base):
-    """Remove temporaries of ``base`` left by writers that died long ago."""
-    prefix, now = f".{base}.", time.time()
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(prefix) and entry.name.endswith(_TMP_SUFFIX):
-                with contextlib.suppress(OSError):
-                    if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_SECONDS:
-                        os.remove(entry.path)
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable (where the platform lets a folder be fsynced)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _metadata(kind, model, **extra):
     import xpnet
 
@@ -218,7 +144,7 @@ def save_weights(model, filepath, overwrite=True):
     _require_built(model, "save_weights")
     tensors, _ = _weight_tensors(model)
     data = safetensors.numpy.save(tensors, metadata=_metadata("weights", model))
-    _atomic_write(filepath, data, overwrite)
+    atomic_write(filepath, data, overwrite)
 
 
 def save_model(model, filepath, overwrite=True):
@@ -240,7 +166,7 @@ def save_model(model, filepath, overwrite=True):
     extra["rng"] = {"layers": rng,
                     "fit": None if model._rng is None else model._rng.get_state()}
     data = safetensors.numpy.save(tensors, metadata=_metadata("model", model, **extra))
-    _atomic_write(filepath, data, overwrite)
+    atomic_write(filepath, data, overwrite)
 
 
 def _compile_config(model):
@@ -292,7 +218,7 @@ class _File:
     def __init__(self, filepath):
         path = os.fspath(filepath)
         with open(path, "rb") as f:
-            head, raw, body, meta, self.table = _read_parts(f, path)
+            head, raw, body, meta, self.table = read_parts(f, path)
         self.meta = checks.check_metadata(path, meta, FORMAT, FORMAT_VERSION)
         try:
             self.tensors = safetensors.numpy.load(head + raw + body)
@@ -304,41 +230,6 @@ class _File:
         """The shapes of the model's weights in the file (optimizer slots excluded)."""
         return [shape for key, (_, shape, _) in self.table.items()
                 if key.startswith("layers.")]
-
-
-def _read_parts(f, path):
-    head = f.read(8)
-    if len(head) < 8:
-        raise ValueError(f"{path} is not an xpnet model file: {len(head)} bytes")
-    size = int.from_bytes(head, "little")
-    if not 2 <= size <= checks.MAX_HEADER_BYTES:
-        raise ValueError(f"{path} is not an xpnet model file: its header claims {size} "
-                         f"bytes (an xpnet header has 2 to {checks.MAX_HEADER_BYTES})")
-    info = os.fstat(f.fileno())
-    if _regular(info) and 8 + size > info.st_size:
-        raise ValueError(f"{path} is not an xpnet model file, or it is truncated: its "
-                         f"header claims {size} bytes, the file has {info.st_size - 8}")
-    raw = f.read(size)
-    if len(raw) < size:
-        raise ValueError(f"{path} is truncated: its header claims {size} bytes, the file "
-                         f"has {len(raw)}")
-    meta, table = checks.check_header(path, raw)
-    end = max([offsets[1] for _, _, offsets in table.values()], default=0)
-    if _regular(info) and 8 + size + end > info.st_size:
-        raise ValueError(f"{path} is truncated: its tensors need {end} bytes, the file has "
-                         f"{info.st_size - 8 - size}")
-    chunks, left = [], max(0, end)
-    while left:  # in pieces: a stream that lies about its length runs dry, not out of memory
-        chunk = f.read(min(left, 64 * 2**20))
-        if not chunk:
-            raise ValueError(f"{path} is truncated: its tensors need {end} bytes")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return head, raw, b"".join(chunks), meta, table
-
-
-def _regular(info):
-    return stat.S_ISREG(info.st_mode)
 
 
 def _plan_weights(model, file, strict=True):
