@@ -7,6 +7,7 @@ import pytest
 import xpnet
 from xpnet import keras
 from xpnet import layers
+from xpnet import mixed_precision
 from xpnet.mixed_precision import LossScaleOptimizer
 
 
@@ -102,3 +103,79 @@ def test_activity_regularizers_are_refused():
                               layers.Dense(4, activity_regularizer="l2")], backend="cpu")
     with pytest.raises(NotImplementedError, match="activity regularizer"):
         model.compile(optimizer=LossScaleOptimizer("sgd"), loss="mse")
+
+
+# -- policies ---------------------------------------------------------------------------------
+@pytest.fixture
+def policy():
+    """Sets a global policy for one test and restores float32 after it."""
+    yield mixed_precision.set_global_policy
+    mixed_precision.set_global_policy(None)
+
+
+def test_policies_as_keras(policy):
+    p = mixed_precision.DTypePolicy("mixed_float16")
+    assert (p.name, p.compute_dtype, p.variable_dtype) == ("mixed_float16", "float16",
+                                                           "float32")
+    assert mixed_precision.Policy("mixed_bfloat16").compute_dtype == "bfloat16"
+    assert mixed_precision.global_policy().name == "float32"
+    policy("mixed_float16")
+    assert mixed_precision.global_policy() == p
+    dense = layers.Dense(3)
+    assert dense.dtype_policy == p and dense.dtype == "float32"
+    assert dense.get_config()["dtype"] == "mixed_float16"
+    assert layers.Dense(3, dtype="float64").dtype_policy.compute_dtype == "float64"
+    assert layers.Dense.from_config(dense.get_config()).dtype_policy == p
+
+
+def _mlp(seed=0, bn=False):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [keras.Input(shape=(6,)), layers.Dense(32, activation="relu")] +
+        ([layers.BatchNormalization()] if bn else []) +
+        [layers.Dense(3, activation="softmax")], backend="cpu")
+
+
+@pytest.mark.parametrize("name", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_models_keep_float32_weights_and_compute_in_16_bits(policy, name):
+    x, y = _data()
+    reference = _mlp()
+    policy(name)
+    mixed = _mlp()
+    mixed.set_weights(reference.get_weights())
+    low = mixed_precision.DTypePolicy(name).compute_dtype
+    assert mixed.inputs[0].dtype == low and mixed.outputs[0].dtype == low
+    out = mixed.predict(x, verbose=0)
+    # ml_dtypes' bfloat16 products return float32 on NumPy: the layers after the first
+    # product compute in float32 there (the weights are bfloat16 copies all the same)
+    assert str(out.dtype) == (low if low == "float16" else "float32")
+    np.testing.assert_allclose(out.astype(np.float32), reference.predict(x, verbose=0),
+                               atol=3e-2 if low == "bfloat16" else 5e-3)
+    for model in (reference, mixed):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    assert isinstance(mixed.optimizer, LossScaleOptimizer) == (name == "mixed_float16")
+    reference.train_on_batch(x, y)
+    mixed.train_on_batch(x, y)
+    for a, b in zip(reference.get_weights(), mixed.get_weights()):
+        assert b.dtype == np.float32
+        np.testing.assert_allclose(a, b, atol=3e-2 if low == "bfloat16" else 3e-3)
+    h = mixed.fit(x, y, epochs=5, batch_size=16, verbose=0).history["loss"]
+    assert h[-1] < h[0] and all(np.isfinite(h))
+
+
+def test_mixed_batch_norm_statistics_and_saving(policy, tmp_path):
+    policy("mixed_float16")
+    x, y = _data()
+    model = _mlp(bn=True)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    bn = model.layers[1]
+    before = bn.get_weights()[2].copy()  # moving_mean
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert bn.params["moving_mean"].dtype == np.float32
+    assert not np.array_equal(before, bn.get_weights()[2])  # the statistics were kept
+    model.save(tmp_path / "mixed.xpnet")
+    policy(None)
+    loaded = xpnet.load_model(tmp_path / "mixed.xpnet")
+    assert loaded.layers[0].dtype_policy.name == "mixed_float16"
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert isinstance(loaded.optimizer, LossScaleOptimizer)

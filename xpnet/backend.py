@@ -201,6 +201,18 @@ class Backend:
             return np.asarray(a, dtype=dtype)
         return self.xp.asarray(a, dtype=dtype, device=self.device)
 
+    def dtype(self, name):
+        """The namespace's dtype called ``name`` (``"float16"``); ``"bfloat16"`` on the CPU
+        backend is ml_dtypes' (NumPy has none)."""
+        dt = getattr(self.xp, name, None)
+        if dt is None and name == "bfloat16" and self.name == "cpu":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        if dt is None:
+            raise ValueError(f"backend {self.name!r} has no dtype {name!r}")
+        return dt
+
     def to_numpy(self, a):
         """A NumPy copy (or view, on the CPU) of ``a``."""
         if isinstance(a, np.ndarray) or np.isscalar(a):

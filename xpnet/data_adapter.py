@@ -13,7 +13,7 @@ class DataAdapter:
     def _adapt_x(self, x, what):
         if x is None:
             raise ValueError(f"{self.name}: {what} needs input data x")
-        arguments.check_x(self.name, what, x, len(self.inputs))
+        arguments.check_x(self.name, what, x, len(getattr(self, "inputs", None) or [x]))
         if isinstance(x, dict):
             self._require_graph(what)
             missing = [t.name for t in self.inputs if t.name not in x]
@@ -32,7 +32,7 @@ class DataAdapter:
                                                  zip(t.shape[1:], shape[1:])):
                 raise ValueError(f"{self.name}: input {t.name!r} expects shape "
                                  f"{t.shape}, got data of shape {shape}")
-            out.append(backend.asarray(a, dtype=getattr(backend.xp, t.dtype)))
+            out.append(backend.asarray(a, dtype=backend.dtype(t.dtype)))
         n = out[0].shape[0]
         if any(a.shape[0] != n for a in out):
             raise ValueError(f"{self.name}: inputs have different numbers of samples: "
@@ -61,7 +61,7 @@ class DataAdapter:
                     a = xp.reshape(a, tuple(a.shape[:-1]))
                 out.append(xp.astype(a, xp.int64))
             else:
-                out.append(xp.astype(a, getattr(xp, t.dtype)))
+                out.append(xp.astype(a, backend.dtype(t.dtype)))
         return out
 
     def _adapt_weights(self, sample_weight, n):

@@ -23,7 +23,8 @@ MAX_JSON_DEPTH = 64
 # safetensors dtype -> bytes per element; weights and optimizer slots are floats (int ids
 # for a possible integer state)
 TENSOR_DTYPES = {"F16": 2, "F32": 4, "F64": 8, "I32": 4, "I64": 8}
-LAYER_DTYPES = ("float16", "bfloat16", "float32", "float64")
+LAYER_DTYPES = ("float16", "bfloat16", "float32", "float64", "mixed_float16",
+                "mixed_bfloat16")
 INPUT_DTYPES = LAYER_DTYPES + ("int32", "int64", "uint8", "bool")
 _PLAIN = ("format", "format_version", "kind", "xpnet_version", "backend")
 

@@ -13,6 +13,7 @@ from xpnet import arguments
 from xpnet import callbacks as callbacks_module
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
+from xpnet import mixed_precision
 from xpnet import nonfinite
 from xpnet import optimizers
 from xpnet.data_adapter import DataAdapter
@@ -60,7 +61,7 @@ class Trainer(DataAdapter):
             raise TypeError(f"{self.name}: compile got unexpected argument(s) {sorted(ignored)}")
         if loss is None:
             raise ValueError(f"{self.name}: compile needs a loss, e.g. loss='mse'")
-        self.optimizer = optimizers.get(optimizer)
+        self.optimizer = mixed_precision.wrap_optimizer(self, optimizers.get(optimizer))
         self._loss_spec, self._loss_weights_spec, self._metrics_spec = loss, loss_weights, metrics
         self.compiled = True
         self._compiled_graph = None
@@ -202,7 +203,7 @@ class Trainer(DataAdapter):
         total, dys = 0.0, []
         losses = self._train_losses
         for k, (loss, y, out) in enumerate(zip(losses, ys, outs)):
-            value, dy = loss.value_and_grad(y, out, sample_weight)
+            value, dy = mixed_precision.loss_value_and_grad(loss, y, out, sample_weight)
             w = self._loss_weights[k]
             if w != 1.0:
                 value, dy = value * w, dy * w
@@ -238,15 +239,17 @@ class Trainer(DataAdapter):
         only, where reading a value costs nothing), a non-finite loss returns None before
         any gradient is applied, so the weights stay as they were."""
         self._zero_grads()
-        outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True, fused=True)
-        outs = outs if self._multi_out else [outs]
-        loss, dys = self._loss_and_dys(ys, outs, sample_weight, True)
-        extra = self._regularization(add_grads=True) + ctx[2]
-        if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
-            loss = loss + extra
-        if guard and not math.isfinite(float(loss)):
-            return None
-        self.backward(ctx, dys if self._multi_out else dys[0], need_dx=False)
+        with mixed_precision.compute_weights(self, grads=True):  # a policy's dtypes (#11)
+            outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True,
+                                     fused=True)
+            outs = outs if self._multi_out else [outs]
+            loss, dys = self._loss_and_dys(ys, outs, sample_weight, True)
+            extra = self._regularization(add_grads=True) + ctx[2]
+            if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
+                loss = loss + extra
+            if guard and not math.isfinite(float(loss)):
+                return None
+            self.backward(ctx, dys if self._multi_out else dys[0], need_dx=False)
         self.optimizer.apply_gradients(self._grads_and_params())
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
         self._update_metrics(ys, outs, sample_weight, True)
@@ -266,10 +269,12 @@ class Trainer(DataAdapter):
         return total
 
     def _test_step(self, xs, ys, sample_weight):
-        outs, ctx = self.forward(xs if self._multi_in else xs[0], training=False, fused=True)
-        outs = outs if self._multi_out else [outs]
-        loss, _ = self._loss_and_dys(ys, outs, sample_weight, False)
-        extra = self._regularization(add_grads=False) + ctx[2]
+        with mixed_precision.compute_weights(self):  # a policy's dtypes (#11)
+            outs, ctx = self.forward(xs if self._multi_in else xs[0], training=False,
+                                     fused=True)
+            outs = outs if self._multi_out else [outs]
+            loss, _ = self._loss_and_dys(ys, outs, sample_weight, False)
+            extra = self._regularization(add_grads=False) + ctx[2]
         if not isinstance(extra, float):
             loss = loss + extra
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
@@ -454,7 +459,7 @@ class Trainer(DataAdapter):
         batch_size = batch_size or 32
         n = xs[0].shape[0]
         chunks = []
-        with self._cpu_threads(batch_size):
+        with self._cpu_threads(batch_size), mixed_precision.compute_weights(self):
             for start in range(0, n, batch_size):
                 batch = [a[start:start + batch_size, ...] for a in xs]
                 out, _ = self.forward(batch if self._multi_in else batch[0], training=False)

@@ -13,6 +13,7 @@ import re
 from xpnet import activations
 from xpnet import initializers
 from xpnet import kernels
+from xpnet import mixed_precision
 from xpnet import regularizers
 from xpnet.backend import backend_of
 from xpnet.backend import get_backend
@@ -103,7 +104,9 @@ class Layer:
                 f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}"
             )
         self.name = name or unique_name(_snake(type(self).__name__))
-        self.dtype = _dtype_name(dtype or "float32")
+        # robust (#11): a Keras dtype policy; weights in its variable dtype
+        self.dtype_policy = mixed_precision.get(dtype)
+        self.dtype = _dtype_name(self.dtype_policy.variable_dtype)
         self.trainable = trainable
         self.params, self.grads, self.regularizers = {}, {}, {}
         self._trainable_names = []
@@ -290,13 +293,14 @@ class Layer:
         self.check_input_shape(shape)
         out_shape = self.compute_output_shape(shape)
         node = Node(self, _flatten(inputs), [])
-        out = KerasTensor(out_shape, self.dtype, node, 0, name=self.name)
+        out = KerasTensor(out_shape, self.dtype_policy.compute_dtype, node, 0, name=self.name)
         node.outputs.append(out)
         return out
 
     # -- configuration -----------------------------------------------------------------
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": self.dtype_policy.name}
         if self._input_shape_arg is not None:
             config["input_shape"] = self._input_shape_arg
         if self.activity_regularizer is not None:

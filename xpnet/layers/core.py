@@ -28,7 +28,8 @@ class InputLayer(Layer):
             raise ValueError(f"{self.name}: shape must hold positive ints or None, got {shape}")
         self.shape, self.batch_size = shape, batch_size
         node = Node(self, [], [])
-        self.output = KerasTensor((batch_size,) + shape, self.dtype, node, 0, name=self.name)
+        self.output = KerasTensor((batch_size,) + shape, self.dtype_policy.compute_dtype, node,
+                                  0, name=self.name)
         node.outputs.append(self.output)
 
     def forward(self, x, training=False):
