@@ -257,17 +257,20 @@ def check_model_config(path, entry, resolve, field="config", depth=0):
     cls = resolve(name)
     from xpnet.layers.base import Layer
     from xpnet.models import Model
+    from xpnet.models import Sequential
+    from xpnet.saving import _abstract
 
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise ValueError(f"{path}: unknown layer class {name!r} in the model config "
                          f"({field}); pass its class in custom_objects={{{name!r}: ...}}")
-    if cls is Layer or (cls.forward is Layer.forward and not issubclass(cls, Model)):
-        fail(path, f"{field}.class_name", "a layer class with a forward (not the abstract "
-             "Layer)", name)
+    if _abstract(cls):
+        fail(path, f"{field}.class_name", "a layer class with a call or forward (not the "
+             "abstract Layer)", name)
     _check_layer_fields(path, f"{field}.config", config, name)
-    if name == "Sequential":
+    if cls is Sequential:
         _check_sequential(path, f"{field}.config", config, resolve, depth)
-    elif issubclass(cls, Model):
+    elif cls is Model or (issubclass(cls, Model) and "layers" in config and
+                          "input_layers" in config):  # a graph (else a subclassed model)
         _check_functional(path, f"{field}.config", config, resolve, depth)
 
 
