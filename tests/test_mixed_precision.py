@@ -179,3 +179,31 @@ def test_mixed_batch_norm_statistics_and_saving(policy, tmp_path):
     assert loaded.layers[0].dtype_policy.name == "mixed_float16"
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert isinstance(loaded.optimizer, LossScaleOptimizer)
+
+
+def test_a_keras_style_layer_under_mixed_float16(policy):
+    """A layer written with build() + call() over keras.ops reads its weights through the
+    same params the policy swaps: 16-bit compute, float32 weights, trained."""
+    ops = keras.ops
+
+    class Linear(keras.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units), name="w")
+
+        def call(self, x):
+            return ops.tanh(ops.matmul(x, self.w))
+
+    policy("mixed_float16")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape=(6,)), Linear(16),
+                              layers.Dense(3, activation="softmax")], backend="cpu")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    x, y = _data()
+    h = model.fit(x, y, epochs=4, batch_size=32, verbose=0).history["loss"]
+    assert h[-1] < h[0]
+    assert all(w.dtype == np.float32 for w in model.get_weights())
+    assert model.predict(x[:2], verbose=0).dtype == np.float16

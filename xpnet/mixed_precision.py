@@ -102,7 +102,7 @@ def _mixed_layers(model):
     key = id(getattr(model, "_graph", None))
     cached = getattr(model, "_mixed_cache", None)
     if cached is None or cached[0] != key:
-        cached = (key, [la for la in model._leaf_layers()
+        cached = (key, [la for la in model._all_layers()
                         if getattr(la, "dtype_policy", None) is not None and
                         la.dtype_policy.compute_dtype != la.dtype_policy.variable_dtype])
         model._mixed_cache = cached
@@ -203,7 +203,7 @@ class LossScaleOptimizer(optimizers.Optimizer):
         return loss * self.dynamic_scale
 
     def check_model(self, model):
-        for layer in model._leaf_layers():
+        for layer in model._all_layers():
             if getattr(layer, "activity_regularizer", None) is not None:
                 raise NotImplementedError(
                     f"LossScaleOptimizer: layer {layer.name!r} has an activity regularizer, "

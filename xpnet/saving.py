@@ -99,6 +99,7 @@ def deserialize_layer(entry, custom_objects=None, backend=None):
     ``custom_objects``, the registry, then ``xpnet.layers``."""
     from xpnet.layers.base import Layer
     from xpnet.models import Model
+    from xpnet.models import Sequential
 
     name, config = entry.get("class_name"), entry.get("config", {})
     cls = _layer_class(name, custom_objects)
