@@ -145,3 +145,26 @@ def test_categorical_crossentropy_of_an_all_zero_row_is_finite(backend):
     labels = backend.asarray(np.array([0, 0, 1], np.int64))
     np.testing.assert_allclose(backend.to_numpy(sparse(labels, p)), values, rtol=1e-6)
     assert xp is backend.xp
+
+
+def test_strict_backend_fit_with_a_partial_batch_and_validation_steps():
+    """validation_steps slices the validation arrays: on array-api-strict (no NumPy calls
+    allowed on its device, out-of-bounds slices refused), 37 validation samples in batches
+    of 5 (a partial last batch), and steps that ask for more batches than there are."""
+    from conftest import make_backend
+
+    strict = make_backend("strict")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape=(4,)), layers.Dense(3, activation="softmax")],
+                             backend=strict)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = _data(n=40, classes=3)
+    vx, vy = x[:37], y[:37]
+    h = model.fit(x, y, batch_size=8, epochs=1, verbose=0, validation_data=(vx, vy),
+                  validation_steps=2, validation_batch_size=5)
+    first10 = model.evaluate(vx[:10], vy[:10], batch_size=5, verbose=0)
+    assert h.history["val_loss"][-1] == pytest.approx(first10, rel=1e-5)
+    h = model.fit(x, y, batch_size=8, epochs=1, verbose=0, validation_data=(vx, vy),
+                  validation_steps=9, validation_batch_size=5)  # 45 > 37: all of them
+    everything = model.evaluate(vx, vy, batch_size=5, verbose=0)
+    assert h.history["val_loss"][-1] == pytest.approx(everything, rel=1e-5)

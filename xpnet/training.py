@@ -366,7 +366,8 @@ class Trainer(DataAdapter):
         else:
             val = None
         if val is not None and validation_steps:  # the first validation_steps batches
-            keep = slice(0, validation_steps * (validation_batch_size or batch_size or 32))
+            keep = slice(0, min(val[0][0].shape[0],
+                                validation_steps * (validation_batch_size or batch_size or 32)))
             val = ([a[keep, ...] for a in val[0]], [a[keep, ...] for a in val[1]],
                    None if val[2] is None else val[2][keep])
         batch_size = batch_size or 32
