@@ -44,7 +44,7 @@ def test_float16_losses_and_activation_grads_through_the_kernels(njit):
     for kind in ("relu", "tanh", "sigmoid", "gelu", "softmax"):
         with np.errstate(over="ignore"):  # gelu's erf polynomial overflows at large |z|
             y = kernels.activation(kind, z)
-        g = kernels.activation_grad(kind, dy, z if kernels.SAVES[kind] == "z" else y)
+            g = kernels.activation_grad(kind, dy, z if kernels.SAVES[kind] == "z" else y)
         assert g.dtype == np.float16 and np.all(np.isfinite(g))
     for labels in (np.arange(64) % 100, np.eye(100, dtype=np.float16)[np.arange(64) % 100]):
         loss, dz = kernels.softmax_cross_entropy(z, labels)
