@@ -192,11 +192,12 @@ def call_eager(layer, args, kwargs):
     inline or the built-in ``forward``, recording on the innermost recording tape."""
     st = state()
     kwargs = dict(kwargs)
+    call_based = is_call_based(layer)
+    sig = signature(layer, "call" if call_based else "forward")
+    args = _training_from_args(sig, args, kwargs)
     training = kwargs.pop("training", None)
     if training is None:
         training = bool(st.training) if st.training is not None else False
-    call_based = is_call_based(layer)
-    sig = signature(layer, "call" if call_based else "forward")
     if sig.mask or sig.mask_args:
         _fill_masks(sig, args, kwargs)
     if not layer.built:
@@ -228,6 +229,17 @@ def call_eager(layer, args, kwargs):
         st.training = prev
         st.stack.pop()
         st.depth -= 1
+
+
+def _training_from_args(sig, args, kwargs):
+    """``layer(x, True)``: a positional ``training`` (as the signature places it) moves to
+    the keyword arguments."""
+    if "training" in sig.positional:
+        k = sig.positional.index("training")
+        if len(args) > k:
+            kwargs["training"] = args[k]
+            return list(args[:k]) + list(args[k + 1:])
+    return list(args)
 
 
 def _watched_leaf(tape, a):
@@ -377,6 +389,8 @@ def _specs(out_shape, dtype):
 def call_symbolic(layer, args, kwargs):
     """A graph node for ``layer`` called on KerasTensors; returns its output tensor(s)."""
     kwargs = dict(kwargs)
+    args = _training_from_args(
+        signature(layer, "call" if is_call_based(layer) else "forward"), args, kwargs)
     if is_call_based(layer) or getattr(layer, "_probe_shapes", False):
         specs = _probe(layer, args, kwargs)
     else:
