@@ -14,7 +14,7 @@ from xpnet.backend import get_backend
 
 
 # -- 10. float16 on the CPU ------------------------------------------------------------------
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop", "adagrad", "adamw",
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop", "adagrad", "adamw", "lion",
                                        keras.optimizers.SGD(0.01, momentum=0.9)])
 def test_float16_models_train_on_the_cpu(njit, optimizer):
     keras.utils.set_random_seed(0)
