@@ -207,3 +207,19 @@ def test_a_keras_style_layer_under_mixed_float16(policy):
     assert h[-1] < h[0]
     assert all(w.dtype == np.float32 for w in model.get_weights())
     assert model.predict(x[:2], verbose=0).dtype == np.float16
+
+
+def test_added_losses_are_refused():
+    """A loss added in call() gets its gradient from the engine unscaled: refused, not
+    silently divided by the scale."""
+    class Penalised(keras.layers.Layer):
+        def call(self, x):
+            self.add_loss(keras.ops.sum(x * x) * 0.01)
+            return x
+
+    model = keras.Sequential([keras.Input(shape=(6,)), layers.Dense(4), Penalised(),
+                              layers.Dense(3, activation="softmax")], backend="cpu")
+    model.compile(optimizer=LossScaleOptimizer("sgd"), loss="sparse_categorical_crossentropy")
+    x, y = _data()
+    with pytest.raises(NotImplementedError, match="added losses"):
+        model.fit(x, y, epochs=1, verbose=0)

@@ -213,6 +213,13 @@ class LossScaleOptimizer(optimizers.Optimizer):
                     "whose gradient the engine adds unscaled; remove it or use the inner "
                     "optimizer alone")
 
+    def check_step(self, ctx):
+        if not isinstance(getattr(ctx, "penalty", 0.0), float):
+            raise NotImplementedError(
+                "LossScaleOptimizer: the model added losses (add_loss() in call(), or an "
+                "activity regularizer), whose gradients the engine adds unscaled; train "
+                "with the inner optimizer alone")
+
     def apply_gradients(self, grads_and_vars):
         """Unscale, then apply with the inner optimizer if every gradient is finite; else
         skip the step and halve the scale."""

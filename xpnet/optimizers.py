@@ -124,6 +124,10 @@ class Optimizer:
     def check_model(self, model):
         """Refuse, at compile, a model this optimizer cannot train (none here)."""
 
+    def check_step(self, ctx):
+        """Refuse a training step this optimizer cannot apply (none here); ``ctx`` is the
+        model's forward context."""
+
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keep some variables out of the weight decay, as Keras: the arrays in
         ``var_list``, and every weight whose name (``"bias"``, ``"gamma"``) matches one of

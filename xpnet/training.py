@@ -272,6 +272,7 @@ class Trainer(DataAdapter):
             outs = self._flat_outputs(outs)
             masks = getattr(ctx, "masks", None)
             loss, dys = self._loss_and_dys(ys, outs, sample_weight, True, masks)
+            self.optimizer.check_step(ctx)  # loss scaling (#11): refuses unscaled penalties
             extra = self._regularization(add_grads=True) + ctx.penalty
             if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
                 loss = loss + extra
