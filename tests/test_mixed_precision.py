@@ -88,13 +88,14 @@ def test_float16_model_finds_a_scale_that_fits():
 
 def test_save_and_load_a_model_compiled_with_it(tmp_path):
     x, y = _data()
-    model = _model(LossScaleOptimizer(keras.optimizers.Adam(0.01), dynamic_growth_steps=5))
-    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    model = _model(LossScaleOptimizer(keras.optimizers.Adam(0.01), dynamic_growth_steps=4))
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # 6 steps: doubled once, 2 counted
     model.save(tmp_path / "m.xpnet")
     loaded = xpnet.load_model(tmp_path / "m.xpnet")
     assert type(loaded.optimizer) is LossScaleOptimizer
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
     assert loaded.optimizer.iterations == model.optimizer.iterations == 6
+    assert (loaded.optimizer.dynamic_scale, loaded.optimizer.step_counter) == (2.0**16, 2)
     loaded.fit(x, y, epochs=1, batch_size=16, verbose=0)
 
 

@@ -230,6 +230,9 @@ def save_model(model, filepath, overwrite=True):
         extra["optimizer"] = {"class_name": type(optimizer).__name__,
                               "config": optimizer.get_config(),
                               "iterations": optimizer.iterations}
+        if hasattr(optimizer, "dynamic_scale"):  # LossScaleOptimizer: where scaling stands
+            extra["optimizer"]["loss_scale"] = [optimizer.dynamic_scale,
+                                                optimizer.step_counter]
         if getattr(model, "_compiled_graph", None) is not None:
             tensors.update(_optimizer_tensors(model, keys))
     from xpnet.layers.base import Layer
@@ -463,6 +466,8 @@ def _restore_training(model, file, custom_objects):
                     slot[off:off + n] = xp.reshape(value, (n,))
         optimizer.set_slots(param, slots)
     optimizer.iterations = int(opt.get("iterations", 0))
+    if opt.get("loss_scale") is not None and hasattr(optimizer, "dynamic_scale"):
+        optimizer.dynamic_scale, optimizer.step_counter = opt["loss_scale"]
 
 
 # -- functional graphs (kept here for code that imported them from saving) -----------------

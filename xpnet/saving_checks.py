@@ -181,6 +181,10 @@ def _check_optimizer(path, opt):
         fail(path, "optimizer.config", "an object", config)
     if not _int(opt.get("iterations", 0), 0, 2**53):
         fail(path, "optimizer.iterations", "an int in [0, 2**53)", opt.get("iterations"))
+    scale = opt.get("loss_scale")
+    if scale is not None and not (isinstance(scale, list) and len(scale) == 2 and
+                                  _number(scale[0]) and scale[0] > 0 and _int(scale[1])):
+        fail(path, "optimizer.loss_scale", "[scale > 0, finite steps >= 0]", scale)
     if "inner_optimizer" in config:  # LossScaleOptimizer: its scale, then the inner one
         for key in ("initial_scale", "dynamic_growth_steps"):
             if not (_number(config.get(key)) and config.get(key) > 0):
