@@ -421,7 +421,7 @@ def call_symbolic(layer, args, kwargs):
             out_shape = layer.compute_output_shape(shapes[0])
         else:
             out_shape = layer.compute_output_shape(*shapes)
-        specs = _specs(out_shape, layer.dtype)
+        specs = _specs(out_shape, layer.dtype_policy.compute_dtype)  # robust (#11): policy
     node = Node(layer, args, kwargs)
     counter = iter(range(1 << 30))
     node.outputs = map_structure(
