@@ -14,7 +14,6 @@ import math
 import os
 
 import numpy as np
-
 from array_api_compat import is_cupy_namespace
 from array_api_compat import is_numpy_namespace
 

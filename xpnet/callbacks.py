@@ -7,8 +7,8 @@ looks at it, so a training step never waits on the host unless something asks.
 import contextlib
 import csv
 import math
-import string
 import os
+import string
 import time
 import warnings
 from collections.abc import Mapping
