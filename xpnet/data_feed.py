@@ -157,6 +157,22 @@ class StreamBatches:
             self._loader = None
         self._kept = {}
         self._epochs = 0
+        self._pending = []
+
+    def prime(self):
+        """Adapt the first batch now, so that a model built from its data exists before
+        the first step (a generator's batch is kept and yielded first)."""
+        if self.dataset is not None:
+            if len(self.dataset):
+                self.adapt(self.dataset[0])
+            return self
+        try:
+            batch = next(self._iter)
+        except StopIteration:
+            raise ValueError(f"{self.what}: the data generator yielded no batch") from None
+        self._pending.append(batch)
+        self.adapt(batch)
+        return self
 
     def epoch(self, rng=None):
         self._kept = {}
@@ -177,7 +193,7 @@ class StreamBatches:
         step = 0
         while self.steps is None or step < self.steps:
             try:
-                batch = next(self._iter)
+                batch = self._pending.pop() if self._pending else next(self._iter)
             except StopIteration:
                 if step == 0:
                     raise ValueError(f"{self.what}: the data generator is exhausted (it "

@@ -368,7 +368,7 @@ class Trainer(DataAdapter):
             _no_arrays_with_stream(self, y, sample_weight, validation_split, "fit")
             train = data_feed.StreamBatches(x, self._stream_adapter("train_step", "fit",
                                                                     class_weight),
-                                            steps_per_epoch, "fit")
+                                            steps_per_epoch, "fit").prime()
         else:
             xs, ys, sw, val = self._fit_arrays(x, y, sample_weight, class_weight,
                                                validation_split)
@@ -593,7 +593,7 @@ class Trainer(DataAdapter):
         if data_feed.is_stream(x):
             _no_arrays_with_stream(self, y, sample_weight, 0.0, "evaluate")
             source = data_feed.StreamBatches(x, self._stream_adapter("test_step", "evaluate"),
-                                             steps, "evaluate")
+                                             steps, "evaluate").prime()
         else:
             xs = self._adapt_x(x, "evaluate")
             ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
@@ -623,7 +623,7 @@ class Trainer(DataAdapter):
         if data_feed.is_stream(x):
             source = data_feed.StreamBatches(x, self._stream_adapter("predict_step",
                                                                      "predict"),
-                                             steps, "predict")
+                                             steps, "predict").prime()
         else:
             if custom:
                 xs, self._x_tree = self._adapt_raw(x, "predict")
