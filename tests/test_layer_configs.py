@@ -95,3 +95,40 @@ def test_keras_archive_is_named(tmp_path):
     h5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
     with pytest.raises(ValueError, match="HDF5"):
         keras.models.load_model(h5)
+
+
+def _functional():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape=(4,), name="x")
+    h = layers.Dense(5, activation="relu", name="h")(inp)
+    a = layers.Dense(1, name="a")(h)
+    b = layers.Dense(3, activation="softmax", name="b")(layers.Dropout(0.2)(h))
+    return keras.Model(inp, [a, b], backend="cpu")
+
+
+def test_clone_model_and_json_round_trip():
+    import numpy as np
+
+    for model in (_functional(), keras.Sequential([keras.Input(shape=(4,)),
+                                                   layers.Dense(3, name="d")],
+                                                  backend="cpu")):
+        clone = keras.models.clone_model(model)
+        # Keras: same architecture, new layers with freshly initialised weights
+        assert clone is not model and clone.get_config() == model.get_config()
+        assert [w.shape for w in clone.get_weights()] == \
+            [w.shape for w in model.get_weights()]
+        assert any(not np.array_equal(a, b) for a, b in
+                   zip(clone.get_weights(), model.get_weights()))
+        again = keras.models.model_from_json(model.to_json())
+        assert again.get_config() == model.get_config()
+        again.set_weights(model.get_weights())
+        x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+        for p, q in zip(_as_list(again.predict(x, verbose=0)),
+                        _as_list(model.predict(x, verbose=0))):
+            np.testing.assert_allclose(p, q, rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="clone_function"):
+        keras.models.clone_model(model, clone_function=lambda la: la)
+
+
+def _as_list(v):
+    return list(v) if isinstance(v, (list, tuple)) else [v]
