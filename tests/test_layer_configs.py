@@ -46,7 +46,7 @@ def _make(name, cls):
     if name in ("Bidirectional", "TimeDistributed", "Wrapper"):
         kwargs["layer"] = layers.Dense(2)
     if "cell" in kwargs:
-        kwargs["cell"] = getattr(layers, "SimpleRNNCell")(2)
+        kwargs["cell"] = getattr(layers, "SimpleRNNCell", layers.Dense)(2)  # RNN(cell) once merged
     return cls(**kwargs)
 
 

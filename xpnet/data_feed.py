@@ -76,8 +76,6 @@ def _get_item(dataset, index):  # module level: a process pool pickles it by nam
 class _Loader:
     """The batches of a PyDataset, in order, ``max_queue_size`` ahead on its workers."""
 
-    _forked = {}
-
     def __init__(self, dataset):
         self.dataset = dataset
         self.pool = None

@@ -362,7 +362,6 @@ class Trainer(DataAdapter):
         """
         self._require_compiled("fit")
         batch_size = batch_size or 32
-        xp = self.backend.xp if self.backend is not None else None
         val = None
         if data_feed.is_stream(x):
             _no_arrays_with_stream(self, y, sample_weight, validation_split, "fit")
@@ -372,9 +371,8 @@ class Trainer(DataAdapter):
         else:
             xs, ys, sw, val = self._fit_arrays(x, y, sample_weight, class_weight,
                                                validation_split)
-            xp = self.backend.xp
-            train = data_feed.ArrayBatches(xp, xs, ys, sw, batch_size, steps_per_epoch,
-                                           shuffle)
+            train = data_feed.ArrayBatches(self.backend.xp, xs, ys, sw, batch_size,
+                                           steps_per_epoch, shuffle)
         vbs = validation_batch_size or batch_size
         if validation_data is not None:
             val = self._validation_batches(validation_data, vbs, validation_steps)
