@@ -315,3 +315,14 @@ def test_generator_with_a_users_train_step():
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     h = model.fit(Batches(x, y), epochs=3, verbose=0)
     assert model.steps == 18 and h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_multi_output_metric_list_is_one_entry_per_output():
+    # Keras 3's CompileMetrics: a flat list on two outputs gives entry k to output k, and
+    # a list of another length is an error
+    model = _two_outputs(metrics=["mae", "accuracy"])
+    assert model.metrics_names == ["loss", "a_loss", "b_loss", "a_mae", "b_accuracy"]
+    model = _two_outputs(metrics={"b": "accuracy"}, weighted_metrics=[["mse"], []])
+    assert model.metrics_names == ["loss", "a_loss", "b_loss", "b_accuracy", "a_mse"]
+    with pytest.raises(ValueError, match="one entry .* per output"):
+        _two_outputs(metrics=["mae"])

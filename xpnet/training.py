@@ -97,16 +97,28 @@ class Trainer(DataAdapter):
         return [spec] * len(self.outputs)
 
     def _build_metrics(self, spec, what):
-        """One list of metrics per output from ``metrics=`` (or ``weighted_metrics=``):
-        nothing, a list for every output, or a list/dict of lists, one per output."""
+        """One list of metrics per output from ``metrics=`` (or ``weighted_metrics=``), as
+        Keras 3's ``CompileMetrics``: for one output a list of metrics; for several, a
+        list with one entry (a metric or a list of them) per output, or a dict by output
+        name. Nothing gives no metrics."""
         n = len(self.outputs)
         if not spec:
             return [[] for _ in range(n)]
-        if n > 1 and isinstance(spec, (list, tuple)) and \
-                not isinstance(spec[0], (list, tuple)):
-            spec = [spec] * n
-        per_output = self._per_output(spec, [], what) if n > 1 else [spec]
-        return [[metrics_module.get(m, loss, t.shape) for m in (ms or [])]
+        if not isinstance(spec, (list, tuple, dict)):
+            raise ValueError(f"{self.name}: {what} must be a list or a dict; received "
+                             f"{what}={spec!r}")
+        if n == 1:
+            flat = list(spec.values()) if isinstance(spec, dict) else list(spec)
+            per_output = [[m for item in flat
+                           for m in (item if isinstance(item, (list, tuple)) else [item])]]
+        else:
+            if isinstance(spec, (list, tuple)) and len(spec) != n:
+                raise ValueError(f"{self.name}: for a model with {n} outputs, {what} as a "
+                                 f"list needs one entry (a metric or a list) per output; "
+                                 f"received {what}={list(spec)!r} of length {len(spec)}")
+            per_output = [ms if isinstance(ms, (list, tuple)) else [ms]
+                          for ms in self._per_output(spec, [], what)]
+        return [[metrics_module.get(m, loss, t.shape) for m in ms if m is not None]
                 for ms, loss, t in zip(per_output, self._losses, self.outputs)]
 
     def _finish_compile(self):

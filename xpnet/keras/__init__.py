@@ -38,3 +38,9 @@ __all__ = ["Input", "KerasTensor", "Layer", "Loss", "Metric", "Model", "Optimize
            "Sequential", "Variable", "activations", "applications", "callbacks", "datasets",
            "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
            "random", "regularizers", "saving", "utils"]
+
+
+def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+    from xpnet.keras._missing import missing
+
+    raise missing("keras", name)

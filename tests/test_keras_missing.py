@@ -1,0 +1,28 @@
+"""A Keras 3 name xpnet lacks raises NotImplementedError naming it (README compatibility
+table), and is still an AttributeError for hasattr/getattr with a default."""
+
+import pytest
+
+from xpnet import keras
+
+
+@pytest.mark.parametrize("module,name", [
+    ("keras", "mixed_precision"), ("keras", "distribution"), ("keras", "export"),
+    ("layers", "TextVectorization"), ("ops", "fft"), ("ops", "scatter"),
+    ("utils", "image_dataset_from_directory"), ("utils", "plot_model"),
+    ("callbacks", "SwapEMAWeights"), ("applications", "ResNet50"),
+    ("saving", "KerasFileEditor"), ("losses", "CTC"), ("optimizers", "Adafactor")])
+def test_missing_keras_names_raise_not_implemented(module, name):
+    owner = keras if module == "keras" else getattr(keras, module)
+    with pytest.raises(NotImplementedError, match=rf"keras\.({module}\.)?{name} is not "
+                                                  "implemented in xpnet yet"):
+        getattr(owner, name)
+
+
+def test_missing_is_still_an_attribute_error():
+    assert not hasattr(keras, "mixed_precision")
+    assert getattr(keras.ops, "fft", None) is None
+    with pytest.raises(AttributeError) as info:
+        keras.layers.NoSuchLayer  # noqa: B018
+    assert not isinstance(info.value, NotImplementedError)
+    assert keras.callbacks.BackupAndRestore and keras.utils.PyDataset
