@@ -496,17 +496,17 @@ class Trainer(DataAdapter):
                     if loss is None:
                         bad = step
                         break
-                    if not guard:
+                    if not guard:  # the losses read back every CHECK_EVERY steps
                         record.append(xp.reshape(xp.asarray(loss), ()))
-                        if len(record) % nonfinite.CHECK_EVERY == 0:
-                            bad = nonfinite.first_bad(xp, xp.stack(record))
+                        if len(record) == nonfinite.CHECK_EVERY:
+                            bad = _first_bad(xp, record, step)
                             if bad is not None:
                                 break
                 cb.on_train_batch_end(step, lazy)
                 if self.stop_training:
                     break
             if bad is None and record:
-                bad = nonfinite.first_bad(xp, xp.stack(record))
+                bad = _first_bad(xp, record, step)
             if bad is not None:
                 return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard,
                                       train.batch(bad))
@@ -817,6 +817,15 @@ class Trainer(DataAdapter):
         if getattr(self, "_loss_tracker", None) is None:
             return []
         return self._all_metrics()
+
+
+def _first_bad(xp, record, step):
+    """The step of the first non-finite loss among ``record`` (the losses of the steps up
+    to ``step``), or None; empties ``record``."""
+    bad = nonfinite.first_bad(xp, xp.stack(record))
+    first = step + 1 - len(record)
+    record.clear()
+    return None if bad is None else first + bad
 
 
 def _no_arrays_with_stream(model, y, sample_weight, validation_split, what):
