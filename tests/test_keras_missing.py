@@ -26,3 +26,9 @@ def test_missing_is_still_an_attribute_error():
         keras.layers.NoSuchLayer  # noqa: B018
     assert not isinstance(info.value, NotImplementedError)
     assert keras.callbacks.BackupAndRestore and keras.utils.PyDataset
+
+
+@pytest.mark.parametrize("dtype", ["mixed_float16", "mixed_bfloat16", "bfloat16"])
+def test_mixed_precision_policies_are_named(dtype):
+    with pytest.raises(NotImplementedError, match=f"dtype '{dtype}'.*not implemented"):
+        keras.layers.Dense(2, dtype=dtype)
