@@ -11,7 +11,8 @@ from xpnet import keras
     ("layers", "TextVectorization"), ("ops", "fft"), ("ops", "scatter"),
     ("utils", "image_dataset_from_directory"), ("utils", "plot_model"),
     ("callbacks", "SwapEMAWeights"), ("applications", "ResNet50"),
-    ("saving", "KerasFileEditor"), ("losses", "CTC"), ("optimizers", "Adafactor")])
+    ("saving", "KerasFileEditor"), ("losses", "CTC"), ("optimizers", "Adafactor"),
+    ("activations", "mish"), ("initializers", "Orthogonal"), ("random", "gamma")])
 def test_missing_keras_names_raise_not_implemented(module, name):
     owner = keras if module == "keras" else getattr(keras, module)
     with pytest.raises(NotImplementedError, match=rf"keras\.({module}\.)?{name} is not "
@@ -32,3 +33,12 @@ def test_missing_is_still_an_attribute_error():
 def test_mixed_precision_policies_are_named(dtype):
     with pytest.raises(NotImplementedError, match=f"dtype '{dtype}'.*not implemented"):
         keras.layers.Dense(2, dtype=dtype)
+
+
+def test_keras_only_arguments_are_named():
+    with pytest.raises(NotImplementedError, match="activation 'mish'"):
+        keras.layers.Dense(2, activation="mish")
+    with pytest.raises(NotImplementedError, match="Adam: Keras's use_ema is not implemented"):
+        keras.optimizers.Adam(use_ema=True)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        keras.optimizers.Adam(bogus=1)

@@ -47,6 +47,13 @@ MISSING = {
         inception_v3 mobilenet mobilenet_v2 mobilenet_v3 nasnet resnet resnet50 resnet_v2
         vgg16 vgg19 xception"""),
     "models": [],
+    "activations": _SPLIT("""mish glu hard_silu hard_swish hard_tanh log_sigmoid celu
+        sparsemax squareplus soft_shrink hard_shrink tanh_shrink threshold sparse_plus
+        sparse_sigmoid"""),
+    "initializers": _SPLIT("""Orthogonal OrthogonalInitializer Identity
+        IdentityInitializer STFT STFTInitializer orthogonal identity stft"""),
+    "regularizers": _SPLIT("OrthogonalRegularizer orthogonal_regularizer"),
+    "random": _SPLIT("beta gamma binomial"),
     "saving": _SPLIT("""CustomObjectScope custom_object_scope deserialize_keras_object
         get_custom_objects serialize_keras_object save_weights load_weights
         KerasFileEditor"""),
