@@ -84,8 +84,7 @@ class BackupAndRestore(Callback):
         _atomic_write(self._meta_path, json.dumps({"epoch": epoch}).encode(), True)
 
     def on_train_end(self, logs=None):
-        if self.delete_checkpoint and not self.model.stop_training and \
-                os.path.isdir(self.backup_dir):
+        if self.delete_checkpoint and os.path.isdir(self.backup_dir):
             shutil.rmtree(self.backup_dir, ignore_errors=True)
 
 
