@@ -21,7 +21,7 @@ ARGS = {"units": 3, "filters": 2, "kernel_size": 3, "rate": 0.25, "stddev": 0.1,
         "padding": 1, "size": 2, "data_format": "channels_last", "cell": None,
         "layer": None, "function": None}
 
-NOT_SAVABLE = {"Lambda"}  # by design: code is never stored (NotImplementedError says so)
+NOT_SAVABLE = {"Lambda"}  # by design: code is never stored in a file
 
 
 def _classes():
@@ -55,9 +55,10 @@ def test_every_layer_round_trips():
     assert len(classes) >= 70
     checked = []
     for name, cls in sorted(classes.items()):
-        if name in NOT_SAVABLE:
-            with pytest.raises(NotImplementedError, match="cannot be saved"):
-                cls(lambda x: x).get_config()
+        if name in NOT_SAVABLE:  # the config holds the function: in memory only
+            fn = lambda x: x  # noqa: E731
+            again = cls.from_config(cls(fn).get_config())
+            assert again.function is fn
             continue
         layer = _make(name, cls)
         config = layer.get_config()
