@@ -326,3 +326,26 @@ def test_multi_output_metric_list_is_one_entry_per_output():
     assert model.metrics_names == ["loss", "a_loss", "b_loss", "b_accuracy", "a_mse"]
     with pytest.raises(ValueError, match="one entry .* per output"):
         _two_outputs(metrics=["mae"])
+
+
+def test_reiterable_loader_gives_a_full_pass_each_epoch():
+    # an object with __iter__ (and __len__), as a torch DataLoader: one pass per epoch
+    class Loader:
+        def __init__(self, x, y):
+            self.x, self.y, self.passes = x, y, 0
+
+        def __len__(self):
+            return 3
+
+        def __iter__(self):
+            self.passes += 1
+            for i in range(0, 24, 8):
+                yield self.x[i:i + 8], self.y[i:i + 8]
+
+    x, y, _ = _reg_data()
+    loader = Loader(x, y)
+    model = _reg_model()
+    seen = []
+    cb = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
+    model.fit(loader, epochs=3, verbose=0, callbacks=[cb])
+    assert loader.passes == 3 and seen == [0, 1, 2] * 3

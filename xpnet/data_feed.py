@@ -64,9 +64,10 @@ def is_stream(x):
     rather than as arrays."""
     if isinstance(x, PyDataset):
         return True
-    if hasattr(x, "shape") or isinstance(x, (list, tuple, dict, str, bytes)):
+    if hasattr(x, "shape") or hasattr(x, "__array__") or \
+            isinstance(x, (list, tuple, dict, str, bytes)):
         return False
-    return hasattr(x, "__next__") or (hasattr(x, "__iter__") and not hasattr(x, "__len__"))
+    return hasattr(x, "__next__") or hasattr(x, "__iter__")
 
 
 def _get_item(dataset, index):  # module level: a process pool pickles it by name
@@ -150,7 +151,11 @@ class StreamBatches:
             self.steps = length if not steps else min(steps, length)
             self._loader = _Loader(self.dataset)
         else:
-            self.steps = steps or None
+            # a re-iterable (a DataLoader, any object with __iter__ but no __next__) starts a
+            # fresh pass each epoch; a generator or iterator continues where it stopped
+            self._reiterable = not hasattr(source, "__next__")
+            length = len(source) if self._reiterable and hasattr(source, "__len__") else None
+            self.steps = (min(steps, length) if length else steps) if steps else length
             self._iter = iter(source)
             self._loader = None
         self._kept = {}
@@ -180,6 +185,9 @@ class StreamBatches:
             self._epochs += 1
             raw = self._loader.batches(self.steps)
         else:
+            if self._reiterable and self._epochs and not self._pending:
+                self._iter = iter(self.source)
+            self._epochs += 1
             raw = self._raw()
         for step, batch in enumerate(raw):
             data = self.adapt(batch)
