@@ -349,3 +349,12 @@ def test_reiterable_loader_gives_a_full_pass_each_epoch():
     cb = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
     model.fit(loader, epochs=3, verbose=0, callbacks=[cb])
     assert loader.passes == 3 and seen == [0, 1, 2] * 3
+
+
+def test_validation_freq_as_a_list_of_epochs():
+    x, y, _ = _reg_data()
+    seen = []
+    cb = callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append("val_loss" in logs))
+    _reg_model().fit(x, y, epochs=4, verbose=0, validation_data=(x, y),
+                     validation_freq=[1, 3], callbacks=[cb])
+    assert seen == [True, False, True, False]  # Keras: 1-based epochs to validate after

@@ -512,7 +512,7 @@ class Trainer(DataAdapter):
                 return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard,
                                       train.batch(bad))
             logs = self._read_logs()
-            if val is not None and (epoch + 1) % validation_freq == 0:
+            if val is not None and _validate_now(epoch, validation_freq):
                 val_logs = self._evaluate_batches(val, cb)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cb.on_epoch_end(epoch, logs)
@@ -824,6 +824,13 @@ class Trainer(DataAdapter):
         if getattr(self, "_loss_tracker", None) is None:
             return []
         return self._all_metrics()
+
+
+def _validate_now(epoch, freq):
+    """Keras's ``validation_freq``: every ``freq`` epochs, or the (1-based) epochs listed."""
+    if isinstance(freq, (list, tuple, set)):
+        return epoch + 1 in freq
+    return (epoch + 1) % freq == 0
 
 
 def _first_bad(xp, record, step):
