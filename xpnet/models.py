@@ -289,7 +289,10 @@ class Model(Trainer, Layer):
             if d is not None:
                 grads[i] = d if grads[i] is None else grads[i] + d
         last = len(ctxs) - 1
+        ready = getattr(self, "_grad_ready", None)  # distributed: starts bucket all-reduces
         for k, (step, c) in enumerate(zip(reversed(self._graph), reversed(ctxs))):
+            if ready is not None:  # distributed: k reverse steps are done
+                ready(k)
             d = grads[step.out]
             if act is not None and last - k in act:
                 reg, y = act[last - k]
@@ -307,6 +310,8 @@ class Model(Trainer, Layer):
             for i, di in zip(step.ins, dx if step.multi else [dx]):
                 if di is not None:
                     grads[i] = di if grads[i] is None else grads[i] + di
+        if ready is not None:  # distributed: the whole backward pass is done
+            ready(len(ctxs))
         dxs = grads[:len(self.inputs)]
         return dxs if self._multi_in else dxs[0]
 

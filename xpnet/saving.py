@@ -109,6 +109,15 @@ def _require_built(model, what):
 
 # -- writing ------------------------------------------------------------------------------
 def _atomic_write(path, data, overwrite):
+    from xpnet import distributed
+
+    dist = distributed.active()
+    if dist is not None:  # distributed: rank 0 writes; every rank waits for it
+        return dist.chief_only(_write_file, path, data, overwrite)
+    return _write_file(path, data, overwrite)
+
+
+def _write_file(path, data, overwrite):
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")

@@ -10,6 +10,7 @@ import math
 import os
 
 from xpnet import callbacks as callbacks_module
+from xpnet import distributed
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
 from xpnet import nonfinite
@@ -235,18 +236,26 @@ class Trainer(DataAdapter):
         """One step; returns the loss (a 0-d array). With ``guard`` (host-resident arrays
         only, where reading a value costs nothing), a non-finite loss returns None before
         any gradient is applied, so the weights stay as they were."""
+        dist = distributed.active()  # distributed: None in one process
         self._zero_grads()
         outs, ctx = self.forward(xs if self._multi_in else xs[0], training=True, fused=True)
         outs = outs if self._multi_out else [outs]
         loss, dys = self._loss_and_dys(ys, outs, sample_weight, True)
-        extra = self._regularization(add_grads=True) + ctx[2]
+        if dist is not None:  # distributed: this shard's share of the global batch's loss
+            dys = dist.scale(dys)
+        # distributed: weight-penalty gradients are added on rank 0 only (they are summed)
+        extra = self._regularization(add_grads=dist is None or dist.is_chief) + ctx[2]
         if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
             loss = loss + extra
-        if guard and not math.isfinite(float(loss)):
+        if guard and not (math.isfinite(float(loss)) if dist is None
+                          else dist.all_finite(loss)):  # distributed: every rank agrees
             return None
         self.backward(ctx, dys if self._multi_out else dys[0], need_dx=False)
+        if dist is not None:  # distributed: sum the gradients over the ranks
+            dist.reduce_gradients(self)
         self.optimizer.apply_gradients(self._grads_and_params())
-        self._loss_tracker.update_mean(loss, xs[0].shape[0])
+        self._loss_tracker.update_mean(loss, xs[0].shape[0] if dist is None
+                                       else dist.local_count)  # distributed
         self._update_metrics(ys, outs, sample_weight, True)
         return loss
 
@@ -270,7 +279,9 @@ class Trainer(DataAdapter):
         extra = self._regularization(add_grads=False) + ctx[2]
         if not isinstance(extra, float):
             loss = loss + extra
-        self._loss_tracker.update_mean(loss, xs[0].shape[0])
+        dist = distributed.active()  # distributed: a stand-in sample counts 0
+        self._loss_tracker.update_mean(loss, xs[0].shape[0] if dist is None
+                                       else dist.local_count)
         self._update_metrics(ys, outs, sample_weight, True)
         return loss
 
@@ -322,10 +333,15 @@ class Trainer(DataAdapter):
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cbs.append(self.history)
+        dist = distributed.active()
+        if dist is not None:  # distributed: rank 0 alone prints and writes
+            cbs = dist.callbacks(cbs)
         cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps,
                                                       "verbose": verbose})
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
+        if dist is not None:  # distributed: rank 0's weights and seeds; the backward hook
+            dist.prepare(self)
         self.stop_training = False
         with self._cpu_threads(batch_size):
             return self._run_epochs(xs, ys, sw, val, n, batch_size, steps, epochs,
@@ -346,8 +362,14 @@ class Trainer(DataAdapter):
             record = None if guard else xp.zeros((steps,), dtype=getattr(xp, self.dtype),
                                                  device=self.backend.device)
             bad = None
+            dist = distributed.active()
             for step in range(steps):
-                bx, by, bw = take_batch(xp, xs, ys, sw, perm, step * batch_size, batch_size)
+                if dist is None:
+                    bx, by, bw = take_batch(xp, xs, ys, sw, perm, step * batch_size,
+                                            batch_size)
+                else:  # distributed: this rank's shard of the global batch
+                    bx, by, bw = dist.take(self, xp, xs, ys, sw, perm, step * batch_size,
+                                           batch_size, n, take_batch)
                 cb.on_train_batch_begin(step)
                 loss = self._train_step(bx, by, bw, guard)
                 if loss is None:
@@ -360,10 +382,15 @@ class Trainer(DataAdapter):
                         if bad is not None:
                             break
                 cb.on_train_batch_end(step, lazy)
+                if dist is not None:  # distributed: stop together
+                    self.stop_training = bool(dist.agree(self.stop_training))
                 if self.stop_training:
                     break
             if bad is None and record is not None:
                 bad = nonfinite.first_bad(xp, record[:step + 1])
+            if dist is not None and record is not None:  # distributed: the first bad step
+                bad = dist.agree(math.inf if bad is None else bad, "min")
+                bad = None if bad == math.inf else int(bad)
             if bad is not None:
                 data = take_batch(xp, xs, ys, sw, perm, bad * batch_size, batch_size)
                 return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard, data)
@@ -404,6 +431,9 @@ class Trainer(DataAdapter):
 
     def _read_logs(self):
         """Every tracked value as a Python float: the one host sync of an epoch."""
+        dist = distributed.active()
+        if dist is not None:  # distributed: summed over the ranks
+            return dist.read_logs(self.metrics_names, self._all_metrics())
         return {name: float(m.result()) for name, m in
                 zip(self.metrics_names, self._all_metrics())}
 
@@ -411,7 +441,12 @@ class Trainer(DataAdapter):
     def _evaluate_arrays(self, xs, ys, sw, batch_size):
         self.reset_metrics()
         n = xs[0].shape[0]
+        dist = distributed.active()
         for start in range(0, n, batch_size):
+            if dist is not None:  # distributed: this rank's shard of the batch
+                self._test_step(*dist.take(self, self.backend.xp, xs, ys, sw, None, start,
+                                           batch_size, n, take_batch))
+                continue
             index = slice(start, start + batch_size)
             self._test_step([a[index, ...] for a in xs], [a[index, ...] for a in ys],
                             None if sw is None else sw[index])
@@ -425,6 +460,8 @@ class Trainer(DataAdapter):
         ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
         sw = self._adapt_weights(sample_weight, xs[0].shape[0])
         batch_size = batch_size or 32
+        if distributed.active() is not None:  # distributed: rank 0's weights everywhere
+            distributed.active().prepare(self)
         with self._cpu_threads(batch_size):
             logs = self._evaluate_arrays(xs, ys, sw, batch_size)
         return self._format_result(logs, return_dict)

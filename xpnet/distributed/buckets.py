@@ -1,0 +1,85 @@
+"""Gradient buckets: slices of a model's flat gradient buffers, each all-reduced as soon as
+the backward pass has finished every gradient in it.
+
+``FlatParams`` packs the trainable weights in the order of the model's layers, and the
+backward pass visits the layers in reverse, so the buffer fills from its end: the last
+layers' bucket is final first, and its all-reduce runs while the earlier layers are still
+differentiating (as Horovod's tensor fusion and PyTorch DDP's buckets do).
+"""
+
+from xpnet.distributed.comm import DistributedError
+
+__all__ = ["GradBuckets"]
+
+
+def _leaves(layer):
+    return layer._leaf_layers() if hasattr(layer, "_leaf_layers") else [layer]
+
+
+def _final_position(model):
+    """For each leaf layer (by id), the number of reverse-order backward steps after which
+    its gradients are final: a layer used by several graph nodes is final after the node
+    that comes first in the forward order."""
+    steps = model._graph
+    final = {}
+    for i, step in enumerate(steps):
+        for leaf in _leaves(step.layer):
+            final[id(leaf)] = max(final.get(id(leaf), 0), len(steps) - i)
+    return final, len(steps)
+
+
+class GradBuckets:
+    """The buckets of one model's flat gradient buffers, and the requests in flight.
+
+    Parameters
+    ----------
+    model : xpnet.Model
+        Compiled, with ``model._flat`` (one flat gradient buffer per dtype).
+    comm_for : callable
+        The communicator for an array (MPI for NumPy, NCCL for CuPy).
+    bucket_bytes : int
+        A bucket closes once it holds at least this many bytes (a weight is never split).
+    """
+
+    def __init__(self, model, comm_for, bucket_bytes):
+        self.model, self.flat, self.comm_for = model, model._flat, comm_for
+        final, n_steps = _final_position(model)
+        self.buckets = []  # (ready after this many reverse steps, view of the flat buffer)
+        for (flat_g, _), (_, entries) in zip(self.flat.groups, self.flat.layout):
+            itemsize = flat_g.dtype.itemsize
+            lo, ready = 0, 0
+            for la, _, offset, size, _ in entries:
+                ready = max(ready, final.get(id(la), n_steps))
+                end = offset + size
+                if (end - lo) * itemsize >= bucket_bytes or end == flat_g.shape[0]:
+                    self.buckets.append((ready, flat_g[lo:end]))
+                    lo, ready = end, 0
+        self.buckets.sort(key=lambda b: b[0])
+        self.bytes = sum(b[1].shape[0] * b[1].dtype.itemsize for b in self.buckets)
+        self._next, self._requests = 0, []
+
+    def ready(self, done):
+        """The backward pass has finished ``done`` reverse steps: start every bucket that is
+        now final, and let MPI progress the ones in flight."""
+        if self._requests:
+            self._requests[0][0].progress([r for _, r in self._requests])
+        while self._next < len(self.buckets) and self.buckets[self._next][0] <= done:
+            view = self.buckets[self._next][1]
+            comm = self.comm_for(view)
+            self._requests.append((comm, comm.iallreduce(view)))
+            self._next += 1
+
+    def finish(self):
+        """Start what is left, then wait for every bucket; the buffers hold the sums."""
+        self.ready(float("inf"))
+        by_comm = {}
+        for comm, request in self._requests:
+            by_comm.setdefault(id(comm), (comm, []))[1].append(request)
+        for comm, requests in by_comm.values():
+            comm.wait(requests, "the gradient all-reduce")
+        self._next, self._requests = 0, []
+
+    def check(self):
+        if not self.flat.valid():
+            raise DistributedError(f"{self.model.name}: the flat gradient buffers changed "
+                                   "after compile; compile again")
