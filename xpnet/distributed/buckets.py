@@ -57,6 +57,7 @@ class GradBuckets:
         self.buckets.sort(key=lambda b: b[0])
         self.bytes = sum(b[1].shape[0] * b[1].dtype.itemsize for b in self.buckets)
         self._next, self._requests = 0, []
+        self.started_in_backward = 0  # over the last step: buckets started before finish
 
     def ready(self, done):
         """The backward pass has finished ``done`` reverse steps: start every bucket that is
@@ -71,6 +72,7 @@ class GradBuckets:
 
     def finish(self):
         """Start what is left, then wait for every bucket; the buffers hold the sums."""
+        self.started_in_backward = self._next
         self.ready(float("inf"))
         by_comm = {}
         for comm, request in self._requests:

@@ -74,6 +74,7 @@ class MPIComm:
     def __init__(self, MPI):
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD
+        self.side = self.comm.Dup()  # for fault notices, apart from the collectives
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout = float(os.environ.get("XPNET_DIST_TIMEOUT", "600"))
         host = socket.gethostname()
@@ -102,10 +103,26 @@ class MPIComm:
                 last_check = now
                 self._check_peers(what)
                 if now - start > self.timeout:
+                    missing = self._missing()
                     raise DistributedError(
-                        f"xpnet.distributed: rank {self.rank} waited {self.timeout:.0f} s in "
-                        f"{what} for the other ranks (XPNET_DIST_TIMEOUT); one of them is "
-                        "hung, or is running different code")
+                        f"xpnet.distributed: rank {self.rank} waited {self.timeout:.0f} s "
+                        f"(XPNET_DIST_TIMEOUT) in {what}; rank(s) {missing} did not arrive: "
+                        "hung, or running different code")
+
+    def _missing(self, grace=2.0):
+        """The ranks that are not waiting too: every rank that times out tells the others
+        on a side communicator, and the ones not heard from within ``grace`` s are named."""
+        tag = 7177
+        for r in range(self.size):
+            if r != self.rank:
+                self.side.isend(self.rank, dest=r, tag=tag)
+        heard, status = {self.rank}, self.MPI.Status()
+        deadline = time.perf_counter() + grace
+        while time.perf_counter() < deadline and len(heard) < self.size:
+            while self.side.Iprobe(source=self.MPI.ANY_SOURCE, tag=tag, status=status):
+                heard.add(self.side.recv(source=status.Get_source(), tag=tag))
+            time.sleep(0.01)
+        return sorted(set(range(self.size)) - heard)
 
     def _check_peers(self, what):
         for r, pid in self._local_peers:
@@ -153,10 +170,6 @@ class MPIComm:
 
     def abort(self, code=1):
         self.comm.Abort(code)
-
-
-def _is_host(buf):
-    return type(buf).__module__.split(".")[0] == "numpy"
 
 
 def _cuda_aware(MPI):
