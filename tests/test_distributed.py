@@ -189,3 +189,151 @@ def test_ctrl_c_stops_every_rank(tmp_path):
     left = subprocess.run(["pgrep", "-f", f"{CASES} {tmp_path}"], capture_output=True,
                           text=True).stdout.split()
     assert not left, f"processes left running: {left}"
+
+
+# -- one process: the API, the batch split, the buckets (no launcher needed) -----------------
+from xpnet import distributed  # noqa: E402
+from xpnet import keras  # noqa: E402
+from xpnet.distributed.buckets import GradBuckets  # noqa: E402
+from xpnet.distributed.runtime import Runtime  # noqa: E402
+from xpnet.utils import set_random_seed  # noqa: E402
+
+
+@pytest.fixture
+def no_distribution():
+    yield
+    distributed.set_distribution(None)
+
+
+def _mlp(seed):
+    set_random_seed(seed)
+    model = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(7, activation="relu"),
+                              keras.layers.BatchNormalization(synchronized=True),
+                              keras.layers.Dense(2, activation="softmax")], backend="cpu")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_one_process_runs_unchanged(no_distribution):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 5)), rng.integers(0, 2, 30)
+    plain = _mlp(1)
+    plain.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    dp = distributed.DataParallel()
+    with dp.scope():
+        assert distributed.distribution() is dp
+        assert distributed.active() is None  # one process: nothing to distribute
+        model = _mlp(1)
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert distributed.distribution() is None
+    for a, b in zip(plain.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras_distribution_api_shapes(no_distribution):
+    assert distributed.list_devices("cpu") == ["cpu:0"]
+    assert distributed.list_devices("gpu") == ["gpu:0"]
+    with pytest.raises(ValueError, match="device_type"):
+        distributed.list_devices("tpu")
+    mesh = distributed.DeviceMesh((1,), ["batch"], ["cpu:0"])
+    assert distributed.DataParallel(device_mesh=mesh).batch_dim_name == "batch"
+    with pytest.raises(ValueError, match="same size"):
+        distributed.DeviceMesh((1,), ["a", "b"], ["cpu:0"])
+    with pytest.raises(ValueError, match="number of devices"):
+        distributed.DeviceMesh((2,), ["batch"], ["cpu:0"])
+    with pytest.raises(ValueError, match="mpiexec -n 2"):
+        distributed.DataParallel(devices=["cpu:0", "cpu:1"])
+    with pytest.raises(ValueError, match="DeviceMesh"):
+        distributed.DataParallel(device_mesh="batch")
+    with pytest.raises(TypeError, match="Distribution"):
+        distributed.set_distribution("data")
+    dp = distributed.DataParallel()
+    distributed.set_distribution(dp)
+    assert distributed.distribution() is dp
+    assert distributed.num_processes() == 1 and distributed.process_id() == 0
+
+
+def test_batch_norm_synchronized_in_config():
+    bn = keras.layers.BatchNormalization(synchronized=True)
+    assert bn.get_config()["synchronized"] is True
+    assert keras.layers.BatchNormalization.from_config(bn.get_config()).synchronized
+
+
+class _FakeWorld:
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_shards_cover_each_global_batch_once(size):
+    """Every sample of every global batch (the last uneven one included) goes to exactly
+    one rank; a rank with no sample holds a stand-in weighted 0."""
+    import numpy
+
+    from xpnet.data_adapter import take_batch
+
+    xp, n, batch = numpy, 23, 8
+    xs, ys = [numpy.arange(n, dtype=float)[:, None]], [numpy.arange(n)]
+    perm = numpy.random.default_rng(0).permutation(n)
+    model = type("M", (), {"dtype": "float64",
+                           "backend": type("B", (), {"device": "cpu"})()})()
+    for start in range(0, n, batch):
+        seen, total = [], 0
+        for rank in range(size):
+            rt = Runtime(_FakeWorld(rank, size))
+            bx, by, bw = rt.take(model, xp, xs, ys, None, perm, start, batch, n, take_batch)
+            assert rt.global_count == min(batch, n - start)
+            total += rt.local_count
+            if rt.local_count:
+                assert bw is None and len(by[0]) == rt.local_count
+                seen.extend(by[0].tolist())
+            else:
+                assert bw.tolist() == [0.0] and len(by[0]) == 1
+        assert total == min(batch, n - start)
+        assert seen == perm[start:start + batch].tolist()
+
+
+class _RecordingComm:
+    def __init__(self):
+        self.started = []
+
+    def iallreduce(self, view):
+        self.started.append((view.__array_interface__["data"][0], view.shape[0]))
+
+    def progress(self, requests):
+        pass
+
+    def wait(self, requests, what=""):
+        pass
+
+
+def test_buckets_follow_the_backward_order_and_shared_layers():
+    """The last layers' bucket starts first; a layer called twice waits for its first call's
+    backward; together the buckets cover the flat buffer once."""
+    inp = keras.Input(shape=(4,))
+    d1, shared, d3 = keras.layers.Dense(4), keras.layers.Dense(4), keras.layers.Dense(4)
+    out = keras.layers.Dense(2)
+    y = out(shared(d3(shared(d1(inp)))))
+    model = keras.Model(inp, y, backend="cpu")
+    model.compile(optimizer="sgd", loss="mse")
+    comm = _RecordingComm()
+    buckets = GradBuckets(model, lambda a: comm, bucket_bytes=1)
+    flat_g = model._flat.groups[0][0]
+    base = flat_g.__array_interface__["data"][0]
+    order = [la for la, *_ in model._flat.layout[0][1]]
+
+    def started_layers():
+        starts = {(a - base) // flat_g.itemsize for a, _ in comm.started}
+        return {la.name for la, _, off, *_ in model._flat.layout[0][1] if off in starts}
+
+    buckets.ready(1)  # the output layer's backward is done
+    assert started_layers() == {out.name}
+    buckets.ready(2)  # the second call of `shared`: not final yet
+    assert started_layers() == {out.name}
+    buckets.ready(3)  # d3
+    assert started_layers() == {out.name, d3.name}
+    buckets.ready(4)  # the first call of `shared`
+    assert shared.name in started_layers() and d1.name not in started_layers()
+    buckets.finish()
+    assert sum(n for _, n in comm.started) == flat_g.shape[0]
+    assert len(comm.started) == len(order)
