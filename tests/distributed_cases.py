@@ -107,6 +107,19 @@ def case_localbn():
     train("conv-localbn", conv, "sgd", 58, (6, 6, 2), 12)
 
 
+def case_on_batch():
+    """train_on_batch / test_on_batch on global batches: the same as one process."""
+    set_random_seed(9)
+    x, y = data(40, (8,))
+    model = dense()
+    model.compile(optimizer=optimizer("adam"), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    logs = [model.train_on_batch(x[i:i + 13], y[i:i + 13], return_dict=True)
+            for i in range(0, 40, 13)]
+    logs.append(model.test_on_batch(x, y, return_dict=True))
+    save("on-batch", model, {"history": {"steps": logs}, "evaluate": logs[-1]})
+
+
 def case_callbacks():
     path = os.path.join(OUT, "log.csv")
     ckpt = os.path.join(OUT, "ckpt.xpnet")
@@ -187,5 +200,6 @@ if __name__ == "__main__":
     elif CASE == "all":
         case_trajectories()
         case_dropout()
+        case_on_batch()
     else:
         globals()[f"case_{CASE}"]()

@@ -499,6 +499,8 @@ class Trainer(DataAdapter):
             sw = self._class_weights(class_weight, ys[0], sw)
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
+        if distributed.active() is not None:  # distributed: this rank's shard of the batch
+            xs, ys, sw = distributed.active().on_batch(self, xs, ys, sw, take_batch)
         self.reset_metrics()
         with self._cpu_threads(xs[0].shape[0]):
             self._train_step(xs, ys, sw)
@@ -509,8 +511,11 @@ class Trainer(DataAdapter):
         self._require_compiled("test_on_batch")
         xs = self._adapt_x(x, "test_on_batch")
         ys = self._adapt_y(y, xs[0].shape[0], "test_on_batch")
+        sw = self._adapt_weights(sample_weight, xs[0].shape[0])
+        if distributed.active() is not None:  # distributed: this rank's shard of the batch
+            xs, ys, sw = distributed.active().on_batch(self, xs, ys, sw, take_batch)
         self.reset_metrics()
-        self._test_step(xs, ys, self._adapt_weights(sample_weight, xs[0].shape[0]))
+        self._test_step(xs, ys, sw)
         return self._format_result(self._read_logs(), return_dict)
 
     def predict_on_batch(self, x):

@@ -38,7 +38,8 @@ class GradBuckets:
     comm_for : callable
         The communicator for an array (MPI for NumPy, NCCL for CuPy).
     bucket_bytes : int
-        A bucket closes once it holds at least this many bytes (a weight is never split).
+        A bucket closes once it holds at least this many bytes (a weight is never split);
+        buckets are cut from the end of the buffer, where the backward pass starts.
     """
 
     def __init__(self, model, comm_for, bucket_bytes):
@@ -46,14 +47,14 @@ class GradBuckets:
         final, n_steps = _final_position(model)
         self.buckets = []  # (ready after this many reverse steps, view of the flat buffer)
         for (flat_g, _), (_, entries) in zip(self.flat.groups, self.flat.layout):
+            # filled from the buffer's end, the order in which the gradients become final
             itemsize = flat_g.dtype.itemsize
-            lo, ready = 0, 0
-            for la, _, offset, size, _ in entries:
+            hi, ready = flat_g.shape[0], 0
+            for la, _, offset, _, _ in reversed(entries):
                 ready = max(ready, final.get(id(la), n_steps))
-                end = offset + size
-                if (end - lo) * itemsize >= bucket_bytes or end == flat_g.shape[0]:
-                    self.buckets.append((ready, flat_g[lo:end]))
-                    lo, ready = end, 0
+                if (hi - offset) * itemsize >= bucket_bytes or offset == 0:
+                    self.buckets.append((ready, flat_g[offset:hi]))
+                    hi, ready = offset, 0
         self.buckets.sort(key=lambda b: b[0])
         self.bytes = sum(b[1].shape[0] * b[1].dtype.itemsize for b in self.buckets)
         self._next, self._requests = 0, []

@@ -71,6 +71,7 @@ class Runtime:
             model._rng.set_state(self.world.bcast_obj(model._rng.get_state()))
         self._seed_layers(model)
         self._hook(model)
+        model._dist_prepared = self
 
     def _seed_layers(self, model):
         """Dropout and noise layers draw different masks on every rank, from streams derived
@@ -114,6 +115,14 @@ class Runtime:
         bx, by, bw = take_batch(xp, xs, ys, sw, perm, start, 1)  # a stand-in, weighted 0
         zero = xp.zeros((1,), dtype=getattr(xp, model.dtype), device=model.backend.device)
         return bx, by, zero
+
+    def on_batch(self, model, xs, ys, sw, take_batch):
+        """This rank's shard of one whole global batch (``train_on_batch``,
+        ``test_on_batch``); rank 0's weights everywhere before the first."""
+        if getattr(model, "_dist_prepared", None) is not self:
+            self.prepare(model)
+        n = xs[0].shape[0]
+        return self.take(model, model.backend.xp, xs, ys, sw, None, 0, n, n, take_batch)
 
     def scale(self, dys):
         """The loss gradients of this shard's mean times ``b_r / B``."""
