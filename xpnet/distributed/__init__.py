@@ -64,7 +64,8 @@ def initialize(job_addresses=None, num_processes=None, process_id=None):
     """Start the communicator (``mpiexec`` already told every process who it is); checks
     ``num_processes`` and ``process_id`` against it when given, as Keras's ``initialize``.
     With CuPy and GPUs, each process takes GPU ``local rank % GPU count`` as its current
-    device, before any model is built."""
+    device, before any model is built; the processes on one host share its cores
+    (``$XPNET_CPU_THREADS`` = cores / processes on the host, unless already set)."""
     comm = world()
     if num_processes is not None and int(num_processes) != comm.size:
         raise ValueError(f"initialize: num_processes={num_processes}, but the launcher "
@@ -76,6 +77,12 @@ def initialize(job_addresses=None, num_processes=None, process_id=None):
         from xpnet.distributed.nccl import select_device
 
         select_device(comm)
+    if comm.local_size > 1 and not os.environ.get("XPNET_CPU_THREADS"):
+        # the processes on one host share its cores instead of each taking all of them
+        from xpnet.kernels import threads
+
+        share = max(1, threads.available() // comm.local_size)
+        os.environ["XPNET_CPU_THREADS"] = str(share)
     return comm
 
 
