@@ -173,11 +173,24 @@ class MPIComm:
 
 
 def _cuda_aware(MPI):
-    query = getattr(MPI, "Query_cuda_support", None)
+    """Whether MPI takes GPU buffers: ``$XPNET_MPI_CUDA_AWARE`` (0/1) if set, else the MPI
+    library's own ``MPIX_Query_cuda_support()`` (Open MPI, MPICH >= 4), which mpi4py does not
+    wrap: looked up in the libmpi this process has loaded."""
+    forced = os.environ.get("XPNET_MPI_CUDA_AWARE")
+    if forced is not None:
+        return forced.strip() not in ("", "0", "false", "no")
     try:
-        return bool(query()) if query is not None else False
-    except Exception:  # an MPI without the MPIX extension
-        return False
+        import ctypes
+
+        with open("/proc/self/maps") as f:
+            libs = sorted({line.split()[-1] for line in f if "libmpi" in line})
+        for lib in libs:
+            query = getattr(ctypes.CDLL(lib), "MPIX_Query_cuda_support", None)
+            if query is not None:
+                return bool(query())
+    except OSError:  # not Linux, or the library cannot be opened again
+        pass
+    return False
 
 
 _WORLD = []
