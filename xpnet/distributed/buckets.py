@@ -68,6 +68,8 @@ class GradBuckets:
         while self._next < len(self.buckets) and self.buckets[self._next][0] <= done:
             view = self.buckets[self._next][1]
             comm = self.comm_for(view)
+            if not self._requests and hasattr(comm, "start_progress"):
+                comm.start_progress()
             self._requests.append((comm, comm.iallreduce(view)))
             self._next += 1
 
@@ -80,6 +82,8 @@ class GradBuckets:
             by_comm.setdefault(id(comm), (comm, []))[1].append(request)
         for comm, requests in by_comm.values():
             comm.wait(requests, "the gradient all-reduce")
+            if hasattr(comm, "stop_progress"):
+                comm.stop_progress()
         self._next, self._requests = 0, []
 
     def check(self):

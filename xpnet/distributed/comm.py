@@ -15,6 +15,7 @@ CUDA-aware, else through a host copy. No NumPy import: mpi4py takes any buffer.
 import os
 import socket
 import sys
+import threading
 import time
 
 __all__ = ["DistributedError", "LocalComm", "MPIComm", "world", "launched_by_mpi"]
@@ -47,6 +48,12 @@ class LocalComm:
         return None
 
     def progress(self, requests):
+        return None
+
+    def start_progress(self):
+        return None
+
+    def stop_progress(self):
         return None
 
     def allreduce(self, buf, op="sum"):
@@ -85,6 +92,10 @@ class MPIComm:
                              if h == host and r != self.rank]
         self._ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
         self._cuda_aware = _cuda_aware(MPI)
+        us = os.environ.get("XPNET_DIST_PROGRESS_US")
+        multiple = MPI.Query_thread() == MPI.THREAD_MULTIPLE  # two threads calling MPI
+        self._progress_us = float(us) if us and multiple else None
+        self._progress = None
 
     # -- waiting ---------------------------------------------------------------------------
     def wait(self, requests, what="collective"):
@@ -140,6 +151,31 @@ class MPIComm:
         requests = [r for r in requests if r is not None]
         if requests:
             self.MPI.Request.Testall(requests)
+
+    def start_progress(self):
+        """Until :meth:`stop_progress`, a thread enters MPI's progress engine every
+        ``$XPNET_DIST_PROGRESS_US`` microseconds (an ``Iprobe`` on the side communicator,
+        which touches no request of the main thread), so that buckets in flight advance while
+        the backward pass computes. Off unless that variable is set."""
+        if self._progress_us is None or self._progress is not None:
+            return
+        stop = threading.Event()
+        period = self._progress_us * 1e-6
+
+        def run():
+            while not stop.wait(period):
+                self.side.Iprobe(source=self.MPI.ANY_SOURCE, tag=7178)
+
+        thread = threading.Thread(target=run, name="xpnet-mpi-progress", daemon=True)
+        thread.start()
+        self._progress = (stop, thread)
+
+    def stop_progress(self):
+        if self._progress is not None:
+            stop, thread = self._progress
+            stop.set()
+            thread.join()
+            self._progress = None
 
     # -- collectives on arrays -------------------------------------------------------------
     def iallreduce(self, buf, op="sum"):
