@@ -203,8 +203,13 @@ def test_ctrl_c_stops_every_rank(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    left = subprocess.run(["pgrep", "-f", f"{CASES} {tmp_path}"], capture_output=True,
-                          text=True).stdout.split()
+    deadline = time.monotonic() + 10  # mpiexec may return while its children still exit
+    while True:
+        left = subprocess.run(["pgrep", "-f", f"{CASES} {tmp_path}"], capture_output=True,
+                              text=True).stdout.split()
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert not left, f"processes left running: {left}"
 
 

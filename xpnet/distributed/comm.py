@@ -2,10 +2,11 @@
 
 ``world()`` is the communicator of the processes ``mpiexec`` started: one process alone
 (:class:`LocalComm`) without ``mpiexec`` or without mpi4py, else :class:`MPIComm` on
-``MPI.COMM_WORLD``. Every wait polls the request (``Test``) instead of blocking inside MPI,
-so Ctrl-C reaches Python, a peer that died on this host is noticed within
-``_LIVENESS_EVERY`` seconds, and a collective that does not complete within
-``$XPNET_DIST_TIMEOUT`` seconds raises :class:`DistributedError` instead of hanging.
+``MPI.COMM_WORLD`` (MPI is initialised only under a launcher). Every wait polls the request
+(``Test``) instead of blocking inside MPI, so Ctrl-C reaches Python, a peer that died on this
+host is noticed within ``_LIVENESS_EVERY`` seconds, and a collective that does not complete
+within ``$XPNET_DIST_TIMEOUT`` seconds raises :class:`DistributedError` naming the ranks that
+did not arrive, instead of hanging.
 
 Arrays of the CPU backend (NumPy) go through mpi4py's buffer interface; CuPy arrays go
 through NCCL (:mod:`xpnet.distributed.nccl`) when it is present, else through MPI when it is
@@ -29,8 +30,10 @@ class DistributedError(RuntimeError):
 
 
 def launched_by_mpi():
-    """The number of processes the launcher says it started (1 when not under a launcher)."""
-    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE"):
+    """The number of processes the launcher says it started (1 when not under a launcher:
+    MPICH/Intel MPI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, MVAPICH MV2_COMM_WORLD_SIZE;
+    ``$XPNET_MPI=1`` makes :func:`world` initialise MPI under any other launcher)."""
+    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
         if os.environ.get(key, "").isdigit():
             return int(os.environ[key])
     return 1
@@ -237,6 +240,9 @@ def world():
     if _WORLD:
         return _WORLD[0]
     n = launched_by_mpi()
+    if n <= 1 and os.environ.get("XPNET_MPI", "") in ("", "0"):
+        _WORLD.append(LocalComm())  # no launcher: one process, and MPI is not initialised
+        return _WORLD[0]
     try:
         from mpi4py import MPI
     except ImportError:
