@@ -389,7 +389,7 @@ class Trainer(DataAdapter):
             if bad is None and record is not None:
                 bad = nonfinite.first_bad(xp, record[:step + 1])
             if dist is not None and record is not None:  # distributed: the first bad step
-                bad = dist.agree(math.inf if bad is None else bad, "min")
+                bad = dist.agree(math.inf if bad is None else bad, "min", "the non-finite check")
                 bad = None if bad == math.inf else int(bad)
             if bad is not None:
                 data = take_batch(xp, xs, ys, sw, perm, bad * batch_size, batch_size)

@@ -59,7 +59,7 @@ class LocalComm:
     def stop_progress(self):
         return None
 
-    def allreduce(self, buf, op="sum"):
+    def allreduce(self, buf, op="sum", what=None):
         return buf
 
     def bcast(self, buf, root=0):
@@ -185,9 +185,9 @@ class MPIComm:
         """Start an in-place sum over the ranks; ``wait`` on what it returns."""
         return self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self._ops[op])
 
-    def allreduce(self, buf, op="sum"):
+    def allreduce(self, buf, op="sum", what=None):
         """Sum (or max/min) ``buf`` over the ranks, in place; returns ``buf``."""
-        self.wait([self.iallreduce(buf, op)], f"all-reduce ({op})")
+        self.wait([self.iallreduce(buf, op)], what or f"an all-reduce ({op})")
         return buf
 
     def bcast(self, buf, root=0):

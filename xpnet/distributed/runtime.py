@@ -55,10 +55,10 @@ class Runtime:
         """Sum ``a`` over the ranks, in place (a fresh contiguous array of the backend)."""
         return self.comm_for(a).allreduce(a)
 
-    def agree(self, flag, op="max"):
+    def agree(self, flag, op="max", what="agreeing whether to stop"):
         """A Python bool or number agreed by every rank: ``max`` is "any", ``min`` "all"."""
         buf = array.array("d", [float(flag)])
-        self.world.allreduce(buf, op)
+        self.world.allreduce(buf, op, what)
         return buf[0]
 
     # -- start of fit / evaluate -------------------------------------------------------------
@@ -154,7 +154,7 @@ class Runtime:
                 raise DistributedError(f"xpnet.distributed: metric {m.name!r} "
                                        f"({type(m).__name__}) has no total/count to reduce")
             buf.extend((float(m.total), float(m.count)))
-        self.world.allreduce(buf)
+        self.world.allreduce(buf, "sum", "reducing the metrics")
         return {name: buf[2 * i] / buf[2 * i + 1] if buf[2 * i + 1] else 0.0
                 for i, name in enumerate(names)}
 
@@ -172,4 +172,4 @@ class Runtime:
         return result
 
     def all_finite(self, loss):
-        return self.agree(math.isfinite(float(loss)), "min") > 0
+        return self.agree(math.isfinite(float(loss)), "min", "agreeing the loss is finite") > 0
