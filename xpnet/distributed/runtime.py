@@ -23,7 +23,8 @@ from xpnet.distributed.comm import DistributedError
 
 __all__ = ["Runtime"]
 
-# Callbacks that print or write files of their own: rank 0 runs them, the others drop them.
+# Callbacks that print or write files of their own (and their subclasses): rank 0 runs them,
+# the others drop them.
 _CHIEF_ONLY = ("ProgbarLogger", "CSVLogger", "TensorBoard")
 
 
@@ -163,7 +164,8 @@ class Runtime:
         writing ones (saving goes through :meth:`chief_only`)."""
         if self.is_chief:
             return cbs
-        return [cb for cb in cbs if type(cb).__name__ not in _CHIEF_ONLY]
+        return [cb for cb in cbs
+                if not any(k.__name__ in _CHIEF_ONLY for k in type(cb).__mro__)]
 
     def chief_only(self, fn, *args, **kwargs):
         """Run ``fn`` on rank 0; every rank waits for it (a barrier) before going on."""
