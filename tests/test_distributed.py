@@ -354,3 +354,24 @@ def test_buckets_follow_the_backward_order_and_shared_layers():
     buckets.finish()
     assert sum(n for _, n in comm.started) == flat_g.shape[0]
     assert len(comm.started) == len(order)
+
+
+def test_backend_takes_a_device_index():
+    """``"cuda:N"``/``"gpu:N"`` name one GPU (one process per GPU); without that GPU the
+    error says why."""
+    from xpnet.backend import BackendUnavailableError
+    from xpnet.backend import get_backend
+
+    try:
+        count = get_backend("cuda") and __import__("cupy").cuda.runtime.getDeviceCount()
+    except BackendUnavailableError:
+        count = 0
+    if count:
+        b = get_backend(f"gpu:{count - 1}")
+        assert b.device.id == count - 1
+        import cupy
+
+        assert cupy.cuda.Device().id == count - 1
+        get_backend("cuda:0")
+    with pytest.raises(BackendUnavailableError, match="cuda"):
+        get_backend(f"cuda:{count}")

@@ -22,8 +22,11 @@ def select_device(world):
         return None
     if count == 0:
         return None
+    from xpnet import backend
+
     index = world.local_rank % count
-    cupy.cuda.Device(index).use()
+    backend._CACHE.pop(("cuda", "None"), None)  # made on another device before this call
+    backend.get_backend(f"cuda:{index}")  # GPU `index` becomes the current device
     return index
 
 
