@@ -95,7 +95,7 @@ def worker(name, steps, overlap):
         out["allreduce_wait_ms"] = float(np.median(waits)) * 1e3
         flat = model._flat
         out["grad_bytes"] = int(sum(g.nbytes for g, _ in flat.groups))
-        out["buckets"] = len(rt._buckets[id(model)].buckets)
+        out["buckets"] = len(rt._buckets[model].buckets)
         out.update(bandwidth(rt.world, out["grad_bytes"]))
     if out["rank"] == 0:
         print("RESULT " + json.dumps(out), flush=True)

@@ -85,7 +85,7 @@ def train(name, make, opt, n, shape, batch, epochs=1, **fit):
                   validation_data=(vx, vy), **fit)
     ev = model.evaluate(vx, vy, batch_size=7, return_dict=True, verbose=0)
     runtime = distributed.active()
-    buckets = runtime._buckets[id(model)] if runtime is not None else None
+    buckets = runtime._buckets[model] if runtime is not None else None
     save(name, model, {"history": h.history, "evaluate": ev,
                        "buckets": len(buckets.buckets) if buckets else 0,
                        "early": buckets.started_in_backward if buckets else 0})

@@ -43,7 +43,7 @@ class GradBuckets:
     """
 
     def __init__(self, model, comm_for, bucket_bytes):
-        self.model, self.flat, self.comm_for = model, model._flat, comm_for
+        self.name, self.flat, self.comm_for = model.name, model._flat, comm_for
         final, n_steps = _final_position(model)
         self.buckets = []  # (ready after this many reverse steps, view of the flat buffer)
         for (flat_g, _), (_, entries) in zip(self.flat.groups, self.flat.layout):
@@ -88,5 +88,5 @@ class GradBuckets:
 
     def check(self):
         if not self.flat.valid():
-            raise DistributedError(f"{self.model.name}: the flat gradient buffers changed "
+            raise DistributedError(f"{self.name}: the flat gradient buffers changed "
                                    "after compile; compile again")

@@ -17,6 +17,7 @@ training loop calls at a handful of points (each marked ``# distributed:`` there
 import array
 import functools
 import math
+import weakref
 
 from xpnet.distributed.buckets import GradBuckets
 from xpnet.distributed.comm import DistributedError
@@ -36,7 +37,7 @@ class Runtime:
         self.is_chief = self.rank == 0
         self.bucket_bytes = int(bucket_bytes)
         self.local_count, self.global_count = 1, 1
-        self._buckets = {}
+        self._buckets = weakref.WeakKeyDictionary()  # model -> GradBuckets
         self.armed = False  # True between a step's loss gradient and its all-reduce
 
     # -- communicators ----------------------------------------------------------------------
@@ -91,9 +92,9 @@ class Runtime:
         if flat is None or not flat.valid() or model._graph is None:
             model._grad_ready = None
             return
-        entry = self._buckets.get(id(model))
+        entry = self._buckets.get(model)
         if entry is None or entry.flat is not flat:
-            entry = self._buckets[id(model)] = GradBuckets(model, self.comm_for,
+            entry = self._buckets[model] = GradBuckets(model, self.comm_for,
                                                            self.bucket_bytes)
         model._grad_ready = functools.partial(self._ready, entry)
 
@@ -134,7 +135,7 @@ class Runtime:
     def reduce_gradients(self, model):
         """Sum the gradients over the ranks, in place, before the optimizer step."""
         self.armed = False
-        buckets = self._buckets.get(id(model))
+        buckets = self._buckets.get(model)
         if buckets is not None and getattr(model, "_grad_ready", None) is not None:
             buckets.check()
             buckets.finish()
