@@ -375,3 +375,19 @@ def test_backend_takes_a_device_index():
         get_backend("cuda:0")
     with pytest.raises(BackendUnavailableError, match="cuda"):
         get_backend(f"cuda:{count}")
+
+
+def test_a_dead_peer_on_this_host_is_named():
+    """Where the launcher leaves the others running, a waiting rank notices that a peer's
+    process is gone (its pid) and names it."""
+    from xpnet.distributed.comm import DistributedError
+    from xpnet.distributed.comm import MPIComm
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    comm = MPIComm.__new__(MPIComm)  # no MPI needed for the liveness check itself
+    comm.rank, comm._local_peers = 0, [(2, gone.pid)]
+    with pytest.raises(DistributedError, match=f"rank 2 \\(pid {gone.pid}\\) died"):
+        comm._check_peers("the gradient all-reduce")
+    comm._local_peers = [(1, os.getpid())]
+    comm._check_peers("a barrier")  # alive: nothing
