@@ -42,8 +42,8 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}: unexpected argument(s) {sorted(kwargs)}")
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError(f"{type(self).__name__}: set clipnorm or global_clipnorm, not both")
-        if not callable(learning_rate) and not learning_rate > 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be positive, "
+        if not callable(learning_rate) and not learning_rate >= 0:  # 0.0 allowed, as Keras
+            raise ValueError(f"{type(self).__name__}: learning_rate must be positive or 0, "
                              f"got {learning_rate!r}")
         self._learning_rate = learning_rate
         self.weight_decay, self.clipnorm = weight_decay, clipnorm
@@ -92,9 +92,16 @@ class Optimizer:
             pairs = [(g * xp.astype(scale, g.dtype), p) for g, p in pairs]
         return pairs
 
+    def apply(self, grads, trainable_variables):
+        """One step over ``grads`` and the variables (Keras 3's spelling)."""
+        self.apply_gradients(zip(grads, trainable_variables))
+
     def apply_gradients(self, grads_and_vars):
-        """One step: ``param`` is updated in place for each ``(grad, param)`` pair."""
-        pairs = [(g, p) for g, p in grads_and_vars if g is not None]
+        """One step: ``param`` (an array or a Variable) is updated in place for each
+        ``(grad, param)`` pair; a None gradient leaves its variable as it is."""
+        from xpnet.engine.tape import unwrap
+
+        pairs = [(unwrap(g), unwrap(p)) for g, p in grads_and_vars if g is not None]
         if not pairs:
             return
         if self.clipvalue is not None or self.clipnorm is not None \
@@ -113,7 +120,9 @@ class Optimizer:
         """Keep some variables out of the weight decay, as Keras: the arrays in
         ``var_list``, and every weight whose name (``"bias"``, ``"gamma"``) matches one of
         the regular expressions in ``var_names``. Call it before ``compile``/``fit``."""
-        self._no_decay_ids |= {id(v) for v in var_list or []}
+        from xpnet.engine.tape import unwrap
+
+        self._no_decay_ids |= {id(unwrap(v)) for v in var_list or []}
         names = sorted(set(var_names or []))
         if names:
             self._no_decay_pattern = re.compile("|".join(names))
@@ -299,6 +308,14 @@ class Adagrad(Optimizer):
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
 
+# Keras's other optimizers (imported last: they build on Optimizer).
+from xpnet import optimizers_extra as _extra  # noqa: E402
+from xpnet.optimizers_extra import *  # noqa: E402,F401,F403
+from xpnet.optimizers_extra import __all__ as _extra_all  # noqa: E402
+
+__all__ += _extra_all
+_BY_NAME.update({n.lower(): getattr(_extra, n) for n in _extra_all})
+
 
 def get(identifier):
     """An optimizer from a name (``"adam"``, ``"sgd"``, case-insensitive), an instance, or a
@@ -311,9 +328,26 @@ def get(identifier):
             raise ValueError(f"unknown optimizer {identifier!r}")
         return cls.from_config(identifier.get("config", {}))
     if isinstance(identifier, str):
+        _not_yet(identifier)
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:
             raise ValueError(f"unknown optimizer {identifier!r}; known: "
                              f"{', '.join(sorted(_BY_NAME))}")
         return cls()
     raise TypeError(f"optimizer must be a name or an Optimizer, got {identifier!r}")
+
+
+# Keras 3 optimizers xpnet does not have yet: asking for one says so.
+_NOT_YET = ("Adafactor", "LossScaleOptimizer", "Muon")
+
+
+def _not_yet(name):
+    for cls_name in _NOT_YET:
+        if name.lower() == cls_name.lower():
+            raise NotImplementedError(f"keras.optimizers.{cls_name} is not implemented in "
+                                      "xpnet yet")
+
+
+def __getattr__(name):
+    _not_yet(name)
+    raise AttributeError(f"module 'xpnet.optimizers' has no attribute {name!r}")
