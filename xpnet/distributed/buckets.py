@@ -13,14 +13,15 @@ __all__ = ["GradBuckets"]
 
 
 def _leaves(layer):
-    return layer._leaf_layers() if hasattr(layer, "_leaf_layers") else [layer]
+    """The layer and every layer it holds (a nested model's, an RNN's cell)."""
+    return layer._all_layers() if hasattr(layer, "_all_layers") else [layer]
 
 
 def _final_position(model):
     """For each leaf layer (by id), the number of reverse-order backward steps after which
     its gradients are final: a layer used by several graph nodes is final after the node
     that comes first in the forward order."""
-    steps = model._graph
+    steps = getattr(model, "_graph", None) or []  # a call-based model: all at the end
     final = {}
     for i, step in enumerate(steps):
         for leaf in _leaves(step.layer):

@@ -66,7 +66,7 @@ class Runtime:
     # -- start of fit / evaluate -------------------------------------------------------------
     def prepare(self, model):
         """Rank 0's weights and random states to every rank; the backward hook."""
-        for layer in model._leaf_layers():
+        for layer in model._all_layers():
             for w in layer.params.values():
                 self.comm_for(w).bcast(w)
         if model._rng is not None:
@@ -80,23 +80,28 @@ class Runtime:
         from rank 0's (rank 0 keeps its own), so a run repeats with the same seed and N."""
         if getattr(model, "_dist_seeded", None) == self.size:
             return
-        layers = [la for la in model._leaf_layers() if la.get_rng_state() is not None]
-        states = self.world.bcast_obj([la.get_rng_state() for la in layers])
+        # a model's own _rng is its fit's shuffle, which every rank must share
+        layers = [la for la in model._all_layers()
+                  if la._rng is not None and not hasattr(la, "fit")]
+        states = self.world.bcast_obj([la._rng.get_state() for la in layers])
         for la, state in zip(layers, states):
-            la.set_rng_state(state if self.is_chief else
-                             {"kind": "rank", "base": state, "rank": self.rank})
+            la._rng.set_state(state if self.is_chief else
+                              {"kind": "rank", "base": state, "rank": self.rank})
         model._dist_seeded = self.size
 
     def _hook(self, model):
+        """The model's gradient buckets, and (graph models) the backward hook that starts
+        them; a model without a flat buffer reduces weight by weight."""
         flat = model._flat
-        if flat is None or not flat.valid() or model._graph is None:
-            model._grad_ready = None
+        model._grad_ready = None
+        if flat is None or not flat.valid():
+            self._buckets.pop(model, None)
             return
         entry = self._buckets.get(model)
         if entry is None or entry.flat is not flat:
-            entry = self._buckets[model] = GradBuckets(model, self.comm_for,
-                                                           self.bucket_bytes)
-        model._grad_ready = functools.partial(self._ready, entry)
+            entry = self._buckets[model] = GradBuckets(model, self.comm_for, self.bucket_bytes)
+        if getattr(model, "_graph", None) is not None:
+            model._grad_ready = functools.partial(self._ready, entry)
 
     def _ready(self, buckets, done):
         """The backward hook: start the buckets that are final (only inside a step of a
@@ -136,7 +141,7 @@ class Runtime:
         """Sum the gradients over the ranks, in place, before the optimizer step."""
         self.armed = False
         buckets = self._buckets.get(model)
-        if buckets is not None and getattr(model, "_grad_ready", None) is not None:
+        if buckets is not None and buckets.flat is model._flat:
             buckets.check()
             buckets.finish()
             return
