@@ -78,8 +78,10 @@ def train(name, make, opt, n, shape, batch, epochs=1, **fit):
     set_random_seed(7)
     x, y = data(n, shape)
     model = make()
+    # a mean-based metric, and ones whose state is a confusion matrix or counts
     model.compile(optimizer=optimizer(opt), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy", keras.metrics.MeanIoU(3, sparse_y_pred=False),
+                           keras.metrics.SparseTopKCategoricalAccuracy(k=2)])
     vx, vy = data(23, shape, seed=1)
     h = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
                   validation_data=(vx, vy), **fit)

@@ -391,3 +391,17 @@ def test_a_dead_peer_on_this_host_is_named():
         comm._check_peers("the gradient all-reduce")
     comm._local_peers = [(1, os.getpid())]
     comm._check_peers("a barrier")  # alive: nothing
+
+
+def test_metric_states_sum_over_ranks():
+    """The reduction sums any metric state (a confusion matrix, counts, Python or 0-d
+    totals); with one process it is the identity."""
+    from xpnet.distributed.comm import LocalComm
+
+    m = keras.metrics.MeanIoU(3, sparse_y_pred=False)
+    m.update_state(np.array([0, 1, 2, 2]), np.eye(3)[[0, 2, 2, 1]])
+    rt = Runtime(LocalComm())
+    assert float(rt.reduced(m).result()) == pytest.approx(float(m.result()))
+    mean = keras.metrics.Mean()
+    mean.update_state(np.array([1.0, 3.0]))
+    assert float(rt.reduced(mean).result()) == 2.0

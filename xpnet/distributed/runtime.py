@@ -15,6 +15,7 @@ training loop calls at a handful of points (each marked ``# distributed:`` there
 """
 
 import array
+import copy
 import functools
 import math
 import weakref
@@ -66,6 +67,13 @@ class Runtime:
     # -- start of fit / evaluate -------------------------------------------------------------
     def prepare(self, model):
         """Rank 0's weights and random states to every rank; the backward hook."""
+        custom = getattr(model, "_custom", lambda name: False)
+        for step in ("train_step", "test_step"):
+            if custom(step):
+                raise NotImplementedError(
+                    f"{model.name}: a data-parallel fit/evaluate does not support an "
+                    f"overridden {step} yet (its gradients and metrics would not be reduced "
+                    "over the processes)")
         for layer in model._all_layers():
             for w in layer.params.values():
                 self.comm_for(w).bcast(w)
@@ -154,16 +162,51 @@ class Runtime:
 
     # -- logs and callbacks ----------------------------------------------------------------------
     def read_logs(self, names, metrics):
-        """Every metric as a float over all ranks' samples: totals and counts summed."""
-        buf = array.array("d")
-        for m in metrics:
-            if not (hasattr(m, "total") and hasattr(m, "count")):
-                raise DistributedError(f"xpnet.distributed: metric {m.name!r} "
-                                       f"({type(m).__name__}) has no total/count to reduce")
-            buf.extend((float(m.total), float(m.count)))
-        self.world.allreduce(buf, "sum", "reducing the metrics")
-        return {name: buf[2 * i] / buf[2 * i + 1] if buf[2 * i + 1] else 0.0
-                for i, name in enumerate(names)}
+        """Every metric as a float over all ranks' samples: each metric's state (totals and
+        counts, confusion counts, sums: whatever its ``reset_state`` sets) summed over the
+        ranks, then its ``result()``."""
+        return {name: float(self.reduced(m).result()) for name, m in zip(names, metrics)}
+
+    def reduced(self, metric):
+        """A copy of ``metric`` whose state is the sum of every rank's (metrics accumulate
+        sums, so the sum of the states is the state of the whole data). Scalars (Python
+        numbers and 0-d arrays) go in one all-reduce; arrays one each."""
+        names = _state_names(metric)
+        state = {k: getattr(metric, k, None) for k in names}
+        signatures = self.world.allgather_obj(_signature(state))
+        if any(sig != signatures[0] for sig in signatures):
+            raise DistributedError(f"xpnet.distributed: metric {metric.name!r} has state of "
+                                   f"different structure on different ranks: {signatures}")
+        scalars = []
+        _leaves(state, scalars, lambda v: _is_scalar(v))
+        buf = array.array("d", [float(v) for v in scalars])
+        if scalars:
+            self.world.allreduce(buf, "sum", f"reducing metric {metric.name!r}")
+        sums = iter(buf)
+        clone = copy.copy(metric)
+        for k in names:
+            setattr(clone, k, self._rebuild(state[k], sums))
+        return clone
+
+    def _rebuild(self, value, sums):
+        if isinstance(value, dict):
+            return {k: self._rebuild(value[k], sums) for k in value}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._rebuild(v, sums) for v in value)
+        if _is_scalar(value):
+            total = next(sums)
+            if isinstance(value, (int, float)):
+                return type(value)(total)
+            from xpnet.backend import namespace
+
+            xp = namespace(value)
+            return xp.asarray(total, dtype=value.dtype, device=value.device)
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            from xpnet.backend import namespace
+
+            total = namespace(value).asarray(value, copy=True)
+            return self.comm_for(total).allreduce(total)
+        return value  # None, strings, flags: not state that sums
 
     def callbacks(self, cbs):
         """The callbacks this rank runs: all on rank 0; the others drop the printing and
@@ -181,3 +224,57 @@ class Runtime:
 
     def all_finite(self, loss):
         return self.agree(math.isfinite(float(loss)), "min", "agreeing the loss is finite") > 0
+
+
+_STATE_NAMES = {}
+
+
+def _state_names(metric):
+    """The attributes a metric's ``reset_state`` assigns: its state (cached per class)."""
+    cls = type(metric)
+    names = _STATE_NAMES.get(cls)
+    if names is None:
+        seen = []
+
+        class Probe(cls):
+            def __setattr__(self, key, value):
+                seen.append(key)
+                object.__setattr__(self, key, value)
+
+        probe = object.__new__(Probe)
+        probe.__dict__.update(metric.__dict__)
+        Probe.reset_state(probe)
+        names = _STATE_NAMES[cls] = sorted(set(seen))
+    return names
+
+
+def _is_scalar(value):
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) or \
+        (hasattr(value, "shape") and hasattr(value, "dtype") and len(value.shape) == 0)
+
+
+def _leaves(value, out, keep):
+    """The leaves of a state (dicts in insertion order, lists) for which ``keep`` holds."""
+    if isinstance(value, dict):
+        for v in value.values():
+            _leaves(v, out, keep)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _leaves(v, out, keep)
+    elif keep(value):
+        out.append(value)
+
+
+def _signature(value):
+    """The structure of a metric state (scalars, array shapes), to check that ranks agree."""
+    if isinstance(value, dict):
+        return {k: _signature(value[k]) for k in value}
+    if isinstance(value, (list, tuple)):
+        return [_signature(v) for v in value]
+    if _is_scalar(value):
+        return "scalar"
+    if hasattr(value, "shape"):
+        return ("array", tuple(value.shape), str(value.dtype))
+    return type(value).__name__
