@@ -120,9 +120,13 @@ def device_comm(world):
     comm = _DEVICE.get("comm")
     if comm is None:
         try:
-            from cupy.cuda import nccl  # noqa: F401
+            import cupy
+            from cupy.cuda import nccl
 
-            available = nccl.available if hasattr(nccl, "available") else True
+            available = getattr(nccl, "available", True)
+            # NCCL refuses two ranks on one GPU: more processes than GPUs go through MPI
+            available = available and \
+                world.local_size <= cupy.cuda.runtime.getDeviceCount()
         except ImportError:
             available = False
         # every rank must take the same path: agree on NCCL's availability first
