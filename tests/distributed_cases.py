@@ -101,6 +101,29 @@ def case_trajectories():
         train(f"conv-{opt}", conv, opt, 58, (6, 6, 2), 12)
     # weight penalties, and a last batch of 1 sample (ranks 1 and 2 hold a stand-in)
     train("dense-reg-tiny", lambda: dense(regularized=True), "adam", 33, (8,), 16, epochs=2)
+    train("added-losses", added_losses, "sgd", 74, (8,), 16)
+
+
+class Penalised(keras.layers.Layer):
+    """Adds a batch-mean activity loss and a weight penalty with ``add_loss``."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        from xpnet import ops
+
+        self.add_loss(0.1 * ops.mean(ops.square(x * self.w)))
+        self.add_loss(0.01 * ops.sum(ops.square(self.w)))
+        return x * self.w
+
+
+def added_losses():
+    inp = keras.Input(shape=(8,), dtype="float64")
+    h = keras.layers.Dense(16, activation="relu", **F64)(inp)
+    h = Penalised(**F64)(h)
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax", **F64)(h),
+                       backend="cpu")
 
 
 def case_localbn():

@@ -80,7 +80,7 @@ def runs(tmp_path_factory):
 
 
 TRAJECTORIES = ["dense-sgd", "dense-adam", "conv-sgd", "conv-adam", "dense-reg-tiny",
-                "on-batch"]
+                "on-batch", "added-losses"]
 
 
 @needs_mpi
