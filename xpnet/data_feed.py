@@ -114,8 +114,9 @@ class ArrayBatches:
     """The batches of arrays already on the device: ``steps`` per epoch, shuffled by the
     model's generator when asked."""
 
-    def __init__(self, xp, xs, ys, sw, batch_size, steps=None, shuffle=False):
+    def __init__(self, xp, xs, ys, sw, batch_size, steps=None, shuffle=False, shard=None):
         self.xp, self.xs, self.ys, self.sw = xp, xs, ys, sw
+        self.shard = shard  # data parallelism: this rank's part of each global batch
         self.n, self.batch_size = xs[0].shape[0], batch_size
         full = -(-self.n // batch_size)
         self.steps = full if not steps else min(full, steps)
@@ -127,6 +128,9 @@ class ArrayBatches:
             yield self.batch(step)
 
     def batch(self, step):
+        if self.shard is not None:
+            return self.shard(self.xp, self.xs, self.ys, self.sw, self._perm,
+                              step * self.batch_size, self.batch_size, self.n, take_batch)
         return take_batch(self.xp, self.xs, self.ys, self.sw, self._perm,
                           step * self.batch_size, self.batch_size)
 

@@ -28,7 +28,17 @@ def atomic_write(path, data, overwrite):
     """Write ``data`` to ``path`` through a temporary file of this writer's own (created
     exclusively beside the target), flushed to disk, renamed over the target and the rename
     flushed: readers see the old file or the new one, never a part; of several writers the
-    last rename wins. Any failure leaves the previous file intact and no temporary behind."""
+    last rename wins. Any failure leaves the previous file intact and no temporary behind.
+    Under data parallelism only rank 0 writes, and every rank waits for it."""
+    from xpnet import distributed
+
+    dist = distributed.active()
+    if dist is not None:  # distributed: rank 0 writes; every rank waits for it
+        return dist.chief_only(_write_file, path, data, overwrite)
+    return _write_file(path, data, overwrite)
+
+
+def _write_file(path, data, overwrite):
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")

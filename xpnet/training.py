@@ -12,6 +12,7 @@ import os
 from xpnet import arguments
 from xpnet import callbacks as callbacks_module
 from xpnet import data_feed
+from xpnet import distributed
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
 from xpnet import mixed_precision
@@ -19,6 +20,7 @@ from xpnet import nonfinite
 from xpnet import optimizers
 from xpnet.data_adapter import DataAdapter
 from xpnet.data_adapter import shape_of
+from xpnet.data_adapter import take_batch
 from xpnet.engine.node import flatten
 from xpnet.engine.node import map_structure
 from xpnet.engine.node import pack_as
@@ -315,26 +317,36 @@ class Trainer(DataAdapter):
         """One step; returns the loss (a 0-d array). With ``guard`` (host-resident arrays
         only, where reading a value costs nothing), a non-finite loss returns None before
         any gradient is applied, so the weights stay as they were."""
+        dist = distributed.active()  # distributed: None in one process
         self._zero_grads()
         with mixed_precision.compute_weights(self, grads=True):  # a policy's dtypes (#11)
             outs, ctx = self.forward(self._model_input(xs), training=True, fused=True)
             outs = self._flat_outputs(outs)
             masks = getattr(ctx, "masks", None)
             loss, dys = self._loss_and_dys(ys, outs, sample_weight, True, masks)
+            if dist is not None:  # distributed: this shard's share of the global batch's loss
+                dys = dist.scale(dys)
             self.optimizer.check_step(ctx)  # loss scaling (#11): refuses unscaled penalties
-            extra = self._regularization(add_grads=True) + ctx.penalty
+            # distributed: weight-penalty gradients are added on rank 0 only (they are summed)
+            extra = self._regularization(add_grads=dist is None or dist.is_chief) + \
+                ctx.penalty
             if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
                 loss = loss + extra
             elif isinstance(loss, float) and all(d is None for d in dys):
                 raise ValueError(f"{self.name}: nothing to minimise: compile(loss=...) or add "
                                  "a loss with self.add_loss() in call()")
-            if guard and not math.isfinite(float(loss)):
+            if guard and not (math.isfinite(float(loss)) if dist is None
+                              else dist.all_finite(loss)):  # distributed: every rank agrees
                 return None
             self.backward(ctx, pack_as(self._output_tree, dys) if self._multi_out else dys[0],
                           need_dx=False)
+            if dist is not None:  # distributed: sum the gradients over the ranks
+                dist.reduce_gradients(self)
         self.optimizer.apply_gradients(self._grads_and_params())
-        self._loss_tracker.update_mean(loss, xs[0].shape[0])
-        self._update_metrics(ys, outs, sample_weight, True, masks)
+        self._loss_tracker.update_mean(loss, xs[0].shape[0] if dist is None
+                                       else dist.local_count)  # distributed
+        if dist is None or dist.local_count:  # distributed: a stand-in sample is not counted
+            self._update_metrics(ys, outs, sample_weight, True, masks)
         return loss
 
     def _regularization(self, add_grads):
@@ -359,8 +371,11 @@ class Trainer(DataAdapter):
             extra = self._regularization(add_grads=False) + ctx.penalty
         if not isinstance(extra, float):
             loss = loss + extra
-        self._loss_tracker.update_mean(loss, xs[0].shape[0])
-        self._update_metrics(ys, outs, sample_weight, True, masks)
+        dist = distributed.active()  # distributed: a stand-in sample counts 0
+        self._loss_tracker.update_mean(loss, xs[0].shape[0] if dist is None
+                                       else dist.local_count)
+        if dist is None or dist.local_count:  # distributed: a stand-in sample is not counted
+            self._update_metrics(ys, outs, sample_weight, True, masks)
         return loss
 
     # -- fit -----------------------------------------------------------------------------
@@ -394,18 +409,21 @@ class Trainer(DataAdapter):
             xs, ys, sw, val = self._fit_arrays(x, y, sample_weight, class_weight,
                                                validation_split)
             train = data_feed.ArrayBatches(self.backend.xp, xs, ys, sw, batch_size,
-                                           steps_per_epoch, shuffle)
+                                           steps_per_epoch, shuffle, shard=_shard(self))
         vbs = validation_batch_size or batch_size
         if validation_data is not None:
             val = self._validation_batches(validation_data, vbs, validation_steps)
         elif val is not None:
-            val = data_feed.ArrayBatches(self.backend.xp, *val, vbs, validation_steps)
+            val = data_feed.ArrayBatches(self.backend.xp, *val, vbs, validation_steps,
+                                         shard=_shard(self))
         verbose = 1 if verbose == "auto" else verbose
         self.history = callbacks_module.History()
         cbs = list(callbacks or [])
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cbs.append(self.history)
+        if distributed.active() is not None:  # distributed: rank 0 alone prints and writes
+            cbs = distributed.active().callbacks(cbs)
         cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": train.steps,
                                                       "verbose": verbose,
                                                       "validation": val is not None})
@@ -462,7 +480,8 @@ class Trainer(DataAdapter):
             vxs = self._adapt_x(vx, "fit")
             vys = self._adapt_y(vy, vxs[0].shape[0], "fit")
         vsw = self._adapt_weights(vw[0] if vw else None, vxs[0].shape[0])
-        return data_feed.ArrayBatches(self.backend.xp, vxs, vys, vsw, batch_size, steps)
+        return data_feed.ArrayBatches(self.backend.xp, vxs, vys, vsw, batch_size, steps,
+                                      shard=_shard(self))
 
     def _stream_adapter(self, step_name, what, class_weight=None):
         """``raw batch -> (xs, ys, sw)`` on the device, checked as arrays given to ``fit``
@@ -489,6 +508,9 @@ class Trainer(DataAdapter):
     def _run_epochs(self, train, val, epochs, initial_epoch, cb, cbs, validation_freq):
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
+        dist = distributed.active()
+        if dist is not None:  # distributed: rank 0's weights and seeds; the backward hook
+            dist.prepare(self)
         xp = self.backend.xp
         custom = self._custom("train_step")
         lazy = self._lazy_logs()
@@ -515,10 +537,15 @@ class Trainer(DataAdapter):
                             if bad is not None:
                                 break
                 cb.on_train_batch_end(step, lazy)
+                if dist is not None:  # distributed: stop together
+                    self.stop_training = bool(dist.agree(self.stop_training))
                 if self.stop_training:
                     break
             if bad is None and record:
                 bad = _first_bad(xp, record, step)
+            if dist is not None and not custom:  # distributed: the first bad step
+                bad = dist.agree(math.inf if bad is None else bad, "min", "the non-finite check")
+                bad = None if bad == math.inf else int(bad)
             if bad is not None:
                 return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard,
                                       train.batch(bad))
@@ -563,6 +590,9 @@ class Trainer(DataAdapter):
         if self._custom("train_step") or self._custom("test_step"):
             logs = getattr(self, "_step_logs", None) or {}
             return {k: self._host_value(v) for k, v in flatten_logs(logs).items()}
+        dist = distributed.active()
+        if dist is not None:  # distributed: summed over the ranks
+            return dist.read_logs(self.metrics_names, self._all_metrics())
         return {name: self._host_value(m.result()) for name, m in
                 zip(self.metrics_names, self._all_metrics())}
 
@@ -602,6 +632,8 @@ class Trainer(DataAdapter):
         cbs = list(callbacks or [])
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger(verbose))
+        if distributed.active() is not None:  # distributed: rank 0 alone prints and writes
+            cbs = distributed.active().callbacks(cbs)
         return callbacks_module.CallbackList(cbs, self, {"epochs": 1, "steps": steps,
                                                         "verbose": verbose})
 
@@ -621,7 +653,10 @@ class Trainer(DataAdapter):
             xs = self._adapt_x(x, "evaluate")
             ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
             sw = self._adapt_weights(sample_weight, xs[0].shape[0])
-            source = data_feed.ArrayBatches(self.backend.xp, xs, ys, sw, batch_size, steps)
+            source = data_feed.ArrayBatches(self.backend.xp, xs, ys, sw, batch_size, steps,
+                                            shard=_shard(self))
+        if distributed.active() is not None:  # distributed: rank 0's weights everywhere
+            distributed.active().prepare(self)
         cb = self._callback_list(callbacks, verbose, source.steps)
         try:
             with self._cpu_threads(batch_size):
@@ -694,6 +729,8 @@ class Trainer(DataAdapter):
             sw = self._class_weights(class_weight, ys[0], sw)
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
+        if distributed.active() is not None:  # distributed: this rank's shard of the batch
+            xs, ys, sw = distributed.active().on_batch(self, xs, ys, sw, take_batch)
         self.reset_metrics()
         with self._cpu_threads(xs[0].shape[0]):
             self._train_step(xs, ys, sw)
@@ -704,8 +741,11 @@ class Trainer(DataAdapter):
         self._require_compiled("test_on_batch")
         xs = self._adapt_x(x, "test_on_batch")
         ys = self._adapt_y(y, xs[0].shape[0], "test_on_batch")
+        sw = self._adapt_weights(sample_weight, xs[0].shape[0])
+        if distributed.active() is not None:  # distributed: this rank's shard of the batch
+            xs, ys, sw = distributed.active().on_batch(self, xs, ys, sw, take_batch)
         self.reset_metrics()
-        self._test_step(xs, ys, self._adapt_weights(sample_weight, xs[0].shape[0]))
+        self._test_step(xs, ys, sw)
         return self._format_result(self._read_logs(), return_dict)
 
     def predict_on_batch(self, x):
@@ -864,6 +904,14 @@ def _no_arrays_with_stream(model, y, sample_weight, validation_split, what):
     if validation_split:
         raise ValueError(f"{model.name}: validation_split needs array data; with a "
                          "generator or PyDataset pass validation_data")
+
+
+def _shard(model):
+    """Data parallelism: how a rank takes its part of each global batch (None alone)."""
+    dist = distributed.active()
+    if dist is None:
+        return None
+    return lambda *args: dist.take(model, *args)
 
 
 def unpack_x_y_sample_weight(data):

@@ -15,6 +15,7 @@ from xpnet.keras import activations
 from xpnet.keras import applications
 from xpnet.keras import callbacks
 from xpnet.keras import datasets
+from xpnet.keras import distribution
 from xpnet.keras import initializers
 from xpnet.keras import layers
 from xpnet.keras import losses
@@ -37,6 +38,7 @@ from xpnet.optimizers import Optimizer
 
 __all__ = ["Input", "KerasTensor", "Layer", "Loss", "Metric", "Model", "Optimizer",
            "Sequential", "Variable", "activations", "applications", "callbacks", "datasets",
+           "distribution",
            "initializers", "layers", "losses", "metrics", "mixed_precision", "models", "ops",
            "optimizers",
            "random", "regularizers", "saving", "utils"]

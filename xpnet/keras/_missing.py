@@ -6,7 +6,7 @@ Keras program stops on a message that says what is missing. A name that exists i
 _SPLIT = str.split
 
 MISSING = {
-    "keras": _SPLIT("""distribution export quantizers visualization
+    "keras": _SPLIT("""export quantizers visualization
         constraints preprocessing backend tree config dtype_policies wrappers
         StatelessScope Function Operation device name_scope RematScope
         remat"""),
