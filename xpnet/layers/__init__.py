@@ -85,3 +85,9 @@ __all__ += [
     "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
 ]
+
+# -- region-of-interest pooling (issue 15) --
+from xpnet.layers.detection import RoIAlign  # noqa: E402
+from xpnet.layers.detection import RoIPool  # noqa: E402
+
+__all__ += ["RoIAlign", "RoIPool"]
