@@ -147,10 +147,10 @@ def roi_pool(features, rois, out, scale, xp):
     neg = -math.inf
     a = xp.where(mw[:, None, :, :, None], fk, neg)  # (K, H, ow, W, C)
     m1, w_at = xp.max(a, axis=3), xp.argmax(a, axis=3)  # (K, H, ow, C)
-    b = xp.where(mh[:, :, :, None, None], m1[:, None], neg)  # (K, oh, H, ow, C)
+    b = xp.where(mh[:, :, :, None, None], xp.expand_dims(m1, axis=1), neg)  # (K, oh, H, ow, C)
     y, h_at = xp.max(b, axis=2), xp.argmax(b, axis=2)  # (K, oh, ow, C)
-    w_at = xp.take_along_axis(xp.broadcast_to(w_at[:, None], (k, out[0]) + w_at.shape[1:]),
-                              h_at[:, :, None], axis=2)[:, :, 0]
+    w_at = xp.broadcast_to(xp.expand_dims(w_at, axis=1), (k, out[0]) + tuple(w_at.shape[1:]))
+    w_at = xp.squeeze(xp.take_along_axis(w_at, xp.expand_dims(h_at, axis=2), axis=2), axis=2)
     empty = ~(xp.any(mh, axis=2)[:, :, None] & xp.any(mw, axis=2)[:, None, :])[..., None]
     y = xp.where(empty, xp.zeros_like(y), y)
     argmax = xp.where(empty, -1, h_at * width + w_at)
