@@ -25,7 +25,7 @@ ALIGN_CASES = [  # output_size, spatial_scale, sampling_ratio, aligned
 ]
 
 
-def _case(seed, n=2, h=6, w=7, c=2, k=5, scale=1.0):
+def _case(seed, n=2, h=5, w=6, c=1, k=5, scale=1.0):
     rng = np.random.default_rng(seed)
     f = rng.standard_normal((n, h, w, c))
     return f, random_rois(rng, k, n, h, w, scale)
