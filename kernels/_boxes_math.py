@@ -1,6 +1,10 @@
 """Scalar geometry shared by the Numba CPU and CUDA box kernels (compiled by each): the
 RoIAlign bin layout and bilinear sampling point of ``torchvision/csrc/ops/cpu/roi_align_kernel
-.cpp``, the RoIPool bin bounds of ``roi_pool_kernel.cpp``, and the IoU of two boxes."""
+.cpp``, the RoIPool bin bounds of ``roi_pool_kernel.cpp``, and the IoU of two boxes.
+
+Numba's on-disk cache keys a kernel on its own module's source: after editing this file,
+delete ``kernels/__pycache__/_cpu_boxes*.nb*`` (or touch ``_cpu_boxes.py``), or the
+cached kernels keep the old code."""
 
 import math
 
@@ -60,7 +64,13 @@ def iou(boxes, i, j):
     """IoU of boxes ``i`` and ``j`` as torchvision's NMS computes it (0/0 gives NaN)."""
     w = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
     h = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
-    inter = max(w, 0.0) * max(h, 0.0)
+    # clamp without a float64 literal: float32 boxes stay float32 throughout, as in
+    # torchvision (mixed precision made two identical float32 boxes' IoU exceed 1)
+    if w < 0:
+        w = w - w
+    if h < 0:
+        h = h - h
+    inter = w * h
     area_i = (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
     area_j = (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
     union = area_i + area_j - inter

@@ -36,8 +36,8 @@ RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # torchvision's RoIHeads box coder
 
 
-def small_backbone(filters=(16, 32, 64, 64), seed=None):
-    """A few 3x3 Conv2D + ReLU blocks, strides 1, 2, 2, 1 (output stride 4)."""
+def small_backbone(filters=(16, 32, 64)):
+    """A few 3x3 Conv2D + ReLU blocks with strides 1, 2, 2, then 1 (output stride 4)."""
     strides = (1, 2, 2) + (1,) * (len(filters) - 3)
     return [Conv2D(f, 3, strides=s, padding="same", activation="relu",
                    kernel_initializer="he_normal") for f, s in zip(filters, strides)]
@@ -55,7 +55,8 @@ class FasterRCNN:
     """Two-stage detector. See :func:`faster_rcnn` for the parameters."""
 
     def __init__(self, backbone, num_classes, image_shape, anchor_sizes, aspect_ratios,
-                 roi_output_size=7, representation_size=128, rpn_pre_nms_top_n=(600, 300),
+                 roi_output_size=7, representation_size=128, rpn_filters=None,
+                 rpn_pre_nms_top_n=(600, 300),
                  rpn_post_nms_top_n=(128, 64), rpn_nms_thresh=0.7, rpn_fg_iou_thresh=0.7,
                  rpn_bg_iou_thresh=0.3, rpn_batch_size_per_image=128,
                  rpn_positive_fraction=0.5, box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.5,
@@ -78,12 +79,13 @@ class FasterRCNN:
             box_batch_size_per_image=box_batch_size_per_image,
             box_positive_fraction=box_positive_fraction, box_score_thresh=box_score_thresh,
             box_nms_thresh=box_nms_thresh, detections_per_img=detections_per_img)
-        self._build(anchor_sizes, aspect_ratios, roi_output_size, representation_size)
+        self._build(anchor_sizes, aspect_ratios, roi_output_size, representation_size,
+                    rpn_filters)
         self.rng = self.backend.rng(seed)
         self.optimizer = None
 
     # -- construction ------------------------------------------------------------------
-    def _build(self, sizes, ratios, roi_output_size, rep):
+    def _build(self, sizes, ratios, roi_output_size, rep, rpn_filters):
         shape = (None,) + self.image_shape
         for layer in self.backbone:
             layer.build_on(self.backend, shape)
@@ -97,7 +99,7 @@ class FasterRCNN:
         xp = self.backend.xp
         base = generate_anchors(sizes, ratios, xp, xp.float32, self.backend.device)
         self.anchors = grid_anchors(base, (fh, fw), stride)
-        self.rpn = RPNHead(len(sizes) * len(ratios))
+        self.rpn = RPNHead(len(sizes) * len(ratios), filters=rpn_filters)
         self.rpn.build_on(self.backend, shape)
         self.roi_align = RoIAlign(roi_output_size, spatial_scale=1.0 / stride,
                                   sampling_ratio=2, aligned=True)
@@ -333,8 +335,9 @@ def faster_rcnn(backbone=None, num_classes=3, input_shape=(64, 64, 3),
     **kwargs
         torchvision's ``FasterRCNN`` knobs (``rpn_nms_thresh``, ``box_score_thresh``,
         ``box_batch_size_per_image``, ...; ``rpn_pre_nms_top_n`` and
-        ``rpn_post_nms_top_n`` as (training, testing) pairs), and ``roi_output_size``,
-        ``representation_size``.
+        ``rpn_post_nms_top_n`` as (training, testing) pairs), and ``roi_output_size``
+        (default 7), ``representation_size`` (the box head's width, default 128),
+        ``rpn_filters`` (the RPN's 3x3 convolution, default the backbone's channels).
     """
     if backbone is None:
         backbone = small_backbone()
