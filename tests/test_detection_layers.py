@@ -120,3 +120,27 @@ def test_layer_errors():
     with pytest.raises(ValueError, match="rois"):
         layer.check_input_shape([(None, 4, 4, 1), (None, 4)])
     assert layer.compute_output_shape([(None, 8, 8, 3), (None, 5)]) == (None, 2, 2, 3)
+
+
+@pytest.mark.parametrize("cls", [RoIAlign, RoIPool])
+def test_in_a_functional_graph_under_the_tape(cls):
+    """``layer([features, rois])`` in a Keras functional model, differentiated by the
+    engine's tape: the same gradients as the contract's backward, none for the rois."""
+    from xpnet import keras
+    from xpnet import ops
+    from xpnet.engine.tape import GradientTape
+
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((2, 6, 6, 3))
+    rois = np.array([[0, 1, 1, 9, 9], [1, 0, 2, 5, 11], [0, 1, 1, 9, 9.0]])
+    fi, ri = keras.Input(shape=(6, 6, 3), dtype="float64"), keras.Input(shape=(5,))
+    layer = cls(2, 0.5, dtype="float64")
+    model = keras.Model([fi, ri], keras.layers.Flatten()(layer([fi, ri])))
+    with GradientTape() as tape:
+        x = tape.watch(f)
+        loss = ops.sum(model([x, rois]) ** 2)
+    (gx,) = tape.gradient(loss, [x])
+    y, ctx = layer.forward([f, rois])
+    dx, droi = layer.backward(ctx, 2 * y)
+    assert droi is None
+    np.testing.assert_allclose(np.asarray(gx), dx, rtol=1e-12, atol=1e-12)
