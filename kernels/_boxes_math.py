@@ -45,7 +45,8 @@ def axis_sample(v, size):
 
 def pool_bounds(rois, k, scale, p, q, out_h, out_w, height, width):
     """``(b, h0, h1, w0, w1)``: the rows ``[h0, h1)`` and columns ``[w0, w1)`` of RoIPool's
-    bin ``(p, q)`` of RoI ``k`` (corners rounded half away from zero as ``std::round``, size at least 1)."""
+    bin ``(p, q)`` of RoI ``k`` (corners rounded half away from zero as ``std::round``,
+    size at least 1)."""
     b = int(rois[k, 0])
     x1 = int(math.copysign(math.floor(abs(rois[k, 1] * scale) + 0.5), rois[k, 1]))
     y1 = int(math.copysign(math.floor(abs(rois[k, 2] * scale) + 0.5), rois[k, 2]))

@@ -55,7 +55,8 @@ def roi_align(features, rois, out_h, out_w, scale, sampling_ratio, aligned):
                         w1, w2 = (1 - ly) * (1 - lx), (1 - ly) * lx
                         w3, w4 = ly * (1 - lx), ly * lx
                         for ch in range(c):
-                            acc[ch] += (w1 * features[b, y0, x0, ch] + w2 * features[b, y0, x1_, ch]
+                            acc[ch] += (w1 * features[b, y0, x0, ch]
+                                        + w2 * features[b, y0, x1_, ch]
                                         + w3 * features[b, y1_, x0, ch]
                                         + w4 * features[b, y1_, x1_, ch])
                 for ch in range(c):

@@ -256,9 +256,9 @@ class FasterRCNN:
                 x = be.asarray(images[idx[0]:idx[0] + 1] if len(idx) == 1 else
                                _gather(images, idx), dtype=be.xp.float32)
                 t = [self._target(targets[i]) for i in idx]
-                for k, v in self.train_step(x, t).items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-            logs = {k: v / n for k, v in sums.items()}
+                for k, v in self.train_step(x, t).items():  # summed on the device
+                    sums[k] = sums.get(k, 0.0) + v * len(idx)
+            logs = {k: float(v) / n for k, v in sums.items()}  # one host read per epoch
             history.append(logs)
             if verbose:
                 print(f"epoch {epoch + 1}/{epochs} " + " ".join(
