@@ -167,7 +167,7 @@ class FasterRCNN:
 
     def _proposals(self, logits, deltas, training):
         i = 0 if training else 1
-        return [select_proposals(self.anchors, logits[n], deltas[n], self.image_shape[:2],
+        return [select_proposals(self.anchors, logits[n, :], deltas[n, ...], self.image_shape[:2],
                                  self.cfg["rpn_pre_nms_top_n"][i],
                                  self.cfg["rpn_post_nms_top_n"][i],
                                  self.cfg["rpn_nms_thresh"])[0]
@@ -288,7 +288,8 @@ class FasterRCNN:
             start = 0
             for p in proposals:
                 k = p.shape[0]
-                out.append(self._postprocess(cls[start:start + k], box[start:start + k], p))
+                out.append(self._postprocess(cls[start:start + k, :], box[start:start + k, :],
+                                             p))
                 start += k
         return out
 
@@ -308,7 +309,7 @@ class FasterRCNN:
         keep = remove_small_boxes(boxes, 1e-2)
         boxes, scores, labels = (xp.take(v, keep, axis=0) for v in (boxes, scores, labels))
         keep = batched_nms(boxes, scores, labels, c["box_nms_thresh"])
-        keep = keep[:c["detections_per_img"]]
+        keep = keep[:min(c["detections_per_img"], keep.shape[0])]
         return {"boxes": xp.take(boxes, keep, axis=0), "scores": xp.take(scores, keep, axis=0),
                 "labels": xp.take(labels, keep, axis=0)}
 

@@ -94,11 +94,12 @@ def select_proposals(anchors, logits, deltas, image_size, pre_nms_top_n=1000,
     (h, w), boxes smaller than ``min_size`` dropped, NMS at ``nms_thresh``, then the best
     ``post_nms_top_n``. Returns ``(boxes (P, 4), logits (P,))`` by decreasing score."""
     xp = namespace(logits)
-    top = xp.argsort(-logits, stable=True)[:pre_nms_top_n]
+    top = xp.argsort(-logits, stable=True)[:min(pre_nms_top_n, logits.shape[0])]
     boxes = decode_boxes(xp.take(deltas, top, axis=0), xp.take(anchors, top, axis=0))
     boxes = clip_boxes_to_image(boxes, image_size)
     scores = xp.take(logits, top, axis=0)
     ok = remove_small_boxes(boxes, min_size)
     boxes, scores = xp.take(boxes, ok, axis=0), xp.take(scores, ok, axis=0)
-    keep = nms(boxes, scores, nms_thresh)[:post_nms_top_n]
+    keep = nms(boxes, scores, nms_thresh)
+    keep = keep[:min(post_nms_top_n, keep.shape[0])]  # in-bounds slices, as the standard
     return xp.take(boxes, keep, axis=0), xp.take(scores, keep, axis=0)
