@@ -253,8 +253,7 @@ class FasterRCNN:
             sums = {}
             for s in range(0, n, batch_size):
                 idx = order[s:s + batch_size]
-                x = be.asarray(images[idx[0]:idx[0] + 1] if len(idx) == 1 else
-                               _gather(images, idx), dtype=be.xp.float32)
+                x = be.asarray(images[idx], dtype=be.xp.float32)  # host data, then moved
                 t = [self._target(targets[i]) for i in idx]
                 for k, v in self.train_step(x, t).items():  # summed on the device
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
@@ -312,10 +311,6 @@ class FasterRCNN:
         keep = keep[:min(c["detections_per_img"], keep.shape[0])]
         return {"boxes": xp.take(boxes, keep, axis=0), "scores": xp.take(scores, keep, axis=0),
                 "labels": xp.take(labels, keep, axis=0)}
-
-
-def _gather(images, idx):
-    return images[idx]  # host data (NumPy fancy indexing), before the transfer
 
 
 def faster_rcnn(backbone=None, num_classes=3, input_shape=(64, 64, 3),

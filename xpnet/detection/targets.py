@@ -18,7 +18,9 @@ def match_boxes(gt_boxes, boxes, high, low, allow_low_quality_matches=False):
     """For each of ``boxes`` (A, 4): the index of its best ground-truth box, or -1 when
     its best IoU is below ``low``, -2 when it is in ``[low, high)``. With
     ``allow_low_quality_matches``, a box that is some ground truth's best match (ties
-    included) keeps that match whatever its IoU, as Faster R-CNN's RPN does."""
+    included) keeps that match whatever its IoU, as Faster R-CNN's RPN does; unlike
+    torchvision, not when that best IoU is 0 (a ground truth overlapping no anchor would
+    otherwise claim every anchor)."""
     xp = namespace(gt_boxes, boxes)
     iou = box_iou(gt_boxes, boxes)  # (G, A)
     iou = xp.where(xp.isnan(iou), 0.0, iou)
