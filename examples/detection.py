@@ -53,7 +53,7 @@ def plot(images, preds, targets, path, n=8):
     print(f"saved {path}")
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--train", type=int, default=1000)
@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default=None)
     ap.add_argument("--plot", default=None, help="save a picture of test detections here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     (x_train, y_train), (x_test, y_test) = load_shapes(args.train, args.test,
                                                        args.image_size, seed=args.seed)
@@ -95,6 +95,7 @@ def main():
     if args.plot:
         plot(x_test[:8], _host(model, preds[:8]), y_test[:8], args.plot)
     print(f"test AP50 {r['ap50']:.3f} mAP {r['map']:.3f}")
+    return r
 
 
 if __name__ == "__main__":

@@ -197,3 +197,20 @@ def test_faster_rcnn_step_and_predict(backend):
         assert np.all(np.diff(np.asarray(p["scores"])) <= 0)
         assert n == 0 or (np.asarray(p["labels"]).min() >= 1 and
                           np.asarray(p["labels"]).max() <= 3)
+
+
+def test_detection_example_runs(capsys, tmp_path):
+    """examples/detection.py end to end on a few images (the full run is in the results)."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "detection.py")
+    spec = importlib.util.spec_from_file_location("example_detection", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pytest.importorskip("matplotlib")
+    r = module.main(["--epochs", "1", "--train", "8", "--test", "4", "--backend", "cpu",
+                     "--plot", str(tmp_path / "det.png")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"test AP50 {r['ap50']:.3f} mAP {r['map']:.3f}"
+    assert (tmp_path / "det.png").stat().st_size > 0
