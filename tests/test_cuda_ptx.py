@@ -32,6 +32,12 @@ def _signatures(f):
         "_rmsprop": (v, v, v, v, v, boolean, boolean, float64, float64, float64, float64),
         "_sgd": (v, v, v, boolean, boolean, float64, float64),
         "_adagrad": (v, v, v, float64, float64),
+        # kernels/_cuda_optim.py
+        "_nadam": (v, v, v, v) + (float64,) * 7,
+        "_adamax": (v, v, v, v) + (float64,) * 4,
+        "_adadelta": (v, v, v, v) + (float64,) * 3,
+        "_ftrl": (v, v, v, v) + (float64,) * 5,
+        "_lion": (v, v, v) + (float64,) * 3,
     }
 
 
@@ -56,8 +62,9 @@ def nvvm():
 @pytest.mark.parametrize("name", list(_signatures(types.float32)))
 def test_kernel_compiles_for_sm80(nvvm, name, dtype):
     from xpnet.kernels import _cuda
+    from xpnet.kernels import _cuda_optim
 
-    kernel = getattr(_cuda, name)
+    kernel = getattr(_cuda, name, None) or getattr(_cuda_optim, name)
     ptx, _ = cuda.compile_ptx(kernel.py_func, _signatures(dtype)[name], cc=(8, 0))
     assert ".entry" in ptx and "sm_80" in ptx
 
