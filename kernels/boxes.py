@@ -21,8 +21,10 @@ def _c(a):
     return a if a.flags.c_contiguous else a.copy(order="C")
 
 
-def _kernels(xp):
-    route = _route(xp)
+def _kernels(xp, dtype):
+    """The kernel module for these arrays, or None (float16 and other dtypes the kernels
+    do not compile for go to the reference)."""
+    route = _route(xp, dtype)
     return None if route is None else _load(f"{route}_boxes")
 
 
@@ -31,7 +33,7 @@ def nms_keep(boxes, classes, iou_threshold):
     ``j`` is dropped when a kept box ``i < j`` with ``classes[i] == classes[j]`` has
     ``IoU(i, j) > iou_threshold``."""
     xp = namespace(boxes)
-    k = _kernels(xp)
+    k = _kernels(xp, boxes.dtype)
     if k is None or boxes.shape[0] == 0:
         return ref.nms_keep(boxes, classes, iou_threshold, xp)
     return k.nms_keep(_c(boxes), _c(xp.astype(classes, xp.int64)), float(iou_threshold))
@@ -41,7 +43,7 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligne
     """(K, out_h, out_w, C) RoIAlign of ``features`` (N, H, W, C) over ``rois`` (K, 5)."""
     xp = namespace(features)
     rois = xp.astype(rois, features.dtype)
-    k = _kernels(xp)
+    k = _kernels(xp, features.dtype)
     if k is None:
         return ref.roi_align(features, rois, output_size, spatial_scale, sampling_ratio,
                              aligned, xp)
@@ -53,7 +55,7 @@ def roi_align_grad(dy, rois, shape, spatial_scale, sampling_ratio, aligned):
     """dL/dfeatures, of ``shape`` (N, H, W, C), from ``dy = dL/dy`` (K, out_h, out_w, C)."""
     xp = namespace(dy)
     rois = xp.astype(rois, dy.dtype)
-    k = _kernels(xp)
+    k = _kernels(xp, dy.dtype)
     if k is None:
         return ref.roi_align_grad(dy, rois, shape, spatial_scale, sampling_ratio, aligned, xp)
     return k.roi_align_grad(_c(dy), _c(rois), shape[0], shape[1], shape[2],
@@ -64,7 +66,7 @@ def roi_pool(features, rois, output_size, spatial_scale):
     """``(y, argmax)``: RoIPool's bin maxima and their flat indices ``h * W + w``."""
     xp = namespace(features)
     rois = xp.astype(rois, features.dtype)
-    k = _kernels(xp)
+    k = _kernels(xp, features.dtype)
     if k is None:
         return ref.roi_pool(features, rois, output_size, spatial_scale, xp)
     return k.roi_pool(_c(features), _c(rois), output_size[0], output_size[1],
@@ -75,7 +77,7 @@ def roi_pool_grad(dy, argmax, rois, shape):
     """dL/dfeatures: each bin's gradient added at its argmax."""
     xp = namespace(dy)
     rois = xp.astype(rois, dy.dtype)
-    k = _kernels(xp)
+    k = _kernels(xp, dy.dtype)
     if k is None:
         return ref.roi_pool_grad(dy, argmax, rois, shape, xp)
     return k.roi_pool_grad(_c(dy), _c(argmax), _c(rois), shape[0], shape[1], shape[2])
