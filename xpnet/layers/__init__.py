@@ -118,3 +118,9 @@ __all__ += [
     "dot", "maximum", "minimum", "GroupNormalization", "UnitNormalization", "Normalization",
     "Rescaling", "Permute", "RepeatVector",
 ]
+
+# -- region-of-interest pooling (issue 15) --
+from xpnet.layers.detection import RoIAlign  # noqa: E402
+from xpnet.layers.detection import RoIPool  # noqa: E402
+
+__all__ += ["RoIAlign", "RoIPool"]
