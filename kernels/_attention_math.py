@@ -5,6 +5,8 @@ one (query, key) pair. Every integer is uint64 so no step mixes signed and unsig
 
 import numpy as np
 
+MAXD = 128  # the CUDA kernels' largest head size (query/key and value)
+
 _M32 = np.uint64(0xFFFFFFFF)
 _C1 = np.uint64(0x85EBCA6B)
 _C2 = np.uint64(0xC2B2AE35)

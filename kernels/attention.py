@@ -29,7 +29,7 @@ from array_api_compat import is_numpy_namespace
 from xpnet.backend import namespace
 from xpnet.kernels import enabled
 from xpnet.kernels import reference_attention as ref
-from xpnet.kernels import threads
+from xpnet.kernels._attention_math import MAXD
 
 __all__ = ["attention", "attention_grad", "AttentionContext"]
 
@@ -60,12 +60,12 @@ class AttentionContext(NamedTuple):
     seed: int
 
 
-def _route(xp, dtype, return_weights):
-    if return_weights or not enabled():
+def _route(xp, q, v, return_weights):
+    if return_weights or not enabled() or str(q.dtype) not in ("float32", "float64"):
         return "ref"
-    if is_numpy_namespace(xp) and str(dtype) in ("float32", "float64"):
+    if is_numpy_namespace(xp):
         return "cpu"
-    if is_cupy_namespace(xp):
+    if is_cupy_namespace(xp) and max(q.shape[-1], v.shape[-1]) <= MAXD:
         return "cuda"
     return "ref"
 
@@ -87,7 +87,7 @@ def attention(q, k, v, scale=None, kv_mask=None, q_mask=None, mask=None, causal=
     xp = namespace(q, k, v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     seed = int(seed) & ((1 << 63) - 1)
-    route = _route(xp, q.dtype, return_weights)
+    route = _route(xp, q, v, return_weights)
     masks = (kv_mask, q_mask, mask)
     if route == "ref":
         out, p, keep = ref.forward(q, k, v, xp, scale, kv_mask, q_mask, mask, causal,
@@ -136,9 +136,3 @@ def _kernel_masks(xp, q, k, masks):
             flags |= bit
             out.append(_c(xp.astype(m, xp.uint8)))
     return (*out, flags)
-
-
-def run_chunks(fn, total):
-    """``fn(lo, hi)`` over chunks of ``range(total)`` (batch-and-head pairs) on xpnet's
-    threads (one call outside ``threads.using``)."""
-    threads.run(fn, total)
