@@ -85,3 +85,9 @@ __all__ += [
     "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
 ]
+
+# Attention and Transformers (issue 13).
+from xpnet.layers.attention import GroupedQueryAttention  # noqa: E402
+from xpnet.layers.attention import MultiHeadAttention  # noqa: E402
+
+__all__ += ["GroupedQueryAttention", "MultiHeadAttention"]

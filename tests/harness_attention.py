@@ -1,0 +1,75 @@
+"""The shared harness's float64 central differences for layers called with several tensors
+and keyword arguments (attention): ``forward(*args, **kwargs)``, outputs that may be a tuple,
+and backward results that may carry keyword gradients (``InputGrads``)."""
+
+import numpy as np
+from harness import assert_grad_close
+from harness import numerical_grad
+
+from xpnet.layers.base import InputGrads
+
+
+def _as_tuple(y):
+    return tuple(y) if isinstance(y, (tuple, list)) else (y,)
+
+
+def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), masks=None,
+                         training=False, seed=0, rng_state=None):
+    """Compare ``layer.backward`` with central differences of ``sum_k(y_k * r_k)``.
+
+    ``args`` are host float arrays (positional tensors); ``kwargs`` host float arrays of
+    keyword tensors whose gradients come back through ``InputGrads`` (``grad_kwargs``
+    names them); ``masks`` keyword arrays passed as they are (bool masks, flags)."""
+    xp = backend.xp
+    rng = np.random.default_rng(seed)
+    kwargs, masks = dict(kwargs or {}), dict(masks or {})
+    masks = {k: backend.asarray(v) if hasattr(v, "shape") else v for k, v in masks.items()}
+    state = layer.get_rng_state() if rng_state is None else rng_state
+
+    def run(a, kw):
+        if state is not None:
+            layer.set_rng_state(state)
+        arrays = [backend.asarray(x, dtype=xp.float64) for x in a]
+        kws = {k: backend.asarray(v, dtype=xp.float64) for k, v in kw.items()}
+        return layer.forward(*arrays, **kws, **masks, training=training)
+
+    y, _ = run(args, kwargs)
+    rs = [rng.standard_normal(tuple(t.shape)) for t in _as_tuple(y)]
+    rs_dev = [backend.asarray(r, dtype=xp.float64) for r in rs]
+
+    def objective(a, kw):
+        out, _ = run(a, kw)
+        return sum(float(xp.sum(t * r)) for t, r in zip(_as_tuple(out), rs_dev))
+
+    layer.zero_grads()
+    y, ctx = run(args, kwargs)
+    dy = rs_dev if isinstance(y, (tuple, list)) else rs_dev[0]
+    dx = layer.backward(ctx, dy)
+    kw_grads = {}
+    if isinstance(dx, InputGrads):
+        dx, kw_grads = dx.args, dx.kwargs
+    dxs = _as_tuple(dx)
+    params = {k: backend.to_numpy(g).copy() for k, g in layer.grads.items()}
+    for i, x0 in enumerate(args):
+        def f(xi, i=i):
+            a = list(args)
+            a[i] = xi
+            return objective(a, kwargs)
+        dirs, derivs = numerical_grad(f, x0, rng)
+        assert_grad_close(backend.to_numpy(dxs[i]), dirs, derivs, f"{layer.name}: arg {i}")
+    for name in grad_kwargs:
+        def f(xi, name=name):
+            return objective(args, {**kwargs, name: xi})
+        dirs, derivs = numerical_grad(f, kwargs[name], rng)
+        assert_grad_close(backend.to_numpy(kw_grads[name]), dirs, derivs,
+                          f"{layer.name}: {name}")
+    for name, g in params.items():
+        p0 = backend.to_numpy(layer.params[name]).astype(np.float64).copy()
+
+        def f(p, name=name):
+            layer.params[name][...] = backend.asarray(p, dtype=xp.float64)
+            return objective(args, kwargs)
+        dirs, derivs = numerical_grad(f, p0, rng)
+        layer.params[name][...] = backend.asarray(p0, dtype=xp.float64)
+        assert_grad_close(g, dirs, derivs, f"{layer.name}: d/d {name}")
+    return y
