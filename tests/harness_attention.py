@@ -14,16 +14,21 @@ def _as_tuple(y):
 
 
 def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), masks=None,
-                         training=False, seed=0, rng_state=None):
+                         training=False, seed=0, rng_state=None, as_list=False):
     """Compare ``layer.backward`` with central differences of ``sum_k(y_k * r_k)``.
 
     ``args`` are host float arrays (positional tensors); ``kwargs`` host float arrays of
     keyword tensors whose gradients come back through ``InputGrads`` (``grad_kwargs``
-    names them); ``masks`` keyword arrays passed as they are (bool masks, flags)."""
+    names them); ``masks`` keyword arrays passed as they are (bool masks, flags, or a list
+    of masks under ``mask``); ``as_list`` calls ``forward([arrays...])``."""
     xp = backend.xp
     rng = np.random.default_rng(seed)
     kwargs, masks = dict(kwargs or {}), dict(masks or {})
-    masks = {k: backend.asarray(v) if hasattr(v, "shape") else v for k, v in masks.items()}
+    def dev(m):
+        if isinstance(m, list):
+            return [None if a is None else backend.asarray(a) for a in m]
+        return backend.asarray(m) if hasattr(m, "shape") else m
+    masks = {k: dev(v) for k, v in masks.items()}
     state = layer.get_rng_state() if rng_state is None else rng_state
 
     def run(a, kw):
@@ -31,6 +36,8 @@ def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), mask
             layer.set_rng_state(state)
         arrays = [backend.asarray(x, dtype=xp.float64) for x in a]
         kws = {k: backend.asarray(v, dtype=xp.float64) for k, v in kw.items()}
+        if as_list:  # list-taking layers (Attention): forward([q, v, k], mask=...)
+            return layer.forward(arrays, **kws, **masks, training=training)
         return layer.forward(*arrays, **kws, **masks, training=training)
 
     y, _ = run(args, kwargs)

@@ -91,3 +91,7 @@ from xpnet.layers.attention import GroupedQueryAttention  # noqa: E402
 from xpnet.layers.attention import MultiHeadAttention  # noqa: E402
 
 __all__ += ["GroupedQueryAttention", "MultiHeadAttention"]
+from xpnet.layers.attention_dot import AdditiveAttention  # noqa: E402
+from xpnet.layers.attention_dot import Attention  # noqa: E402
+
+__all__ += ["AdditiveAttention", "Attention"]
