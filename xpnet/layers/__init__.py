@@ -85,3 +85,9 @@ __all__ += [
     "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
 ]
+
+# Embedding, masking and recurrent layers (issue 12).
+from xpnet.layers.embedding import Embedding  # noqa: E402
+from xpnet.layers.embedding import Masking  # noqa: E402
+
+__all__ += ["Embedding", "Masking"]
