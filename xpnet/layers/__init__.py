@@ -89,5 +89,8 @@ __all__ += [
 # Embedding, masking and recurrent layers (issue 12).
 from xpnet.layers.embedding import Embedding  # noqa: E402
 from xpnet.layers.embedding import Masking  # noqa: E402
+from xpnet.layers.recurrent import GRU  # noqa: E402
+from xpnet.layers.recurrent import LSTM  # noqa: E402
+from xpnet.layers.recurrent import SimpleRNN  # noqa: E402
 
-__all__ += ["Embedding", "Masking"]
+__all__ += ["Embedding", "Masking", "GRU", "LSTM", "SimpleRNN"]

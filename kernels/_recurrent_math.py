@@ -1,0 +1,59 @@
+"""Scalar math of the LSTM and GRU cells (sigmoid gates, tanh candidate), written once and
+compiled by both the Numba CPU kernels and the CUDA kernels. A masked row (``m`` False)
+carries its state through: its outputs are the previous state and its gradients pass
+straight to the previous step."""
+
+import math
+
+
+def lstm_cell(zi, zf, zg, zo, c_prev, h_prev, m):
+    """Gates ``i, f, g, o``, then ``c = f c_prev + i g`` and ``h = o tanh(c)``."""
+    # sigmoid as 1 / (1 + exp(-x)): exp overflows to inf for x << 0 and gives 0, as it
+    # should (a helper function would need jitting separately for each target)
+    i = 1.0 / (1.0 + math.exp(-zi))
+    f = 1.0 / (1.0 + math.exp(-zf))
+    o = 1.0 / (1.0 + math.exp(-zo))
+    g = math.tanh(zg)
+    c = f * c_prev + i * g
+    h = o * math.tanh(c)
+    if not m:
+        return i, f, g, o, c_prev, h_prev
+    return i, f, g, o, c, h
+
+
+def lstm_cell_grad(dh, dc, i, f, g, o, c, c_prev, m):
+    """Gradients of the pre-activations ``(dzi, dzf, dzg, dzo)`` and of ``c_prev``, and the
+    part of ``dh`` that goes straight to ``h_prev`` (all of it on a masked row)."""
+    if not m:
+        return 0.0 * dh, 0.0 * dh, 0.0 * dh, 0.0 * dh, dc, dh
+    tc = math.tanh(c)
+    dct = dc + dh * o * (1.0 - tc * tc)
+    dzi = dct * g * i * (1.0 - i)
+    dzf = dct * c_prev * f * (1.0 - f)
+    dzg = dct * i * (1.0 - g * g)
+    dzo = dh * tc * o * (1.0 - o)
+    return dzi, dzf, dzg, dzo, dct * f, 0.0 * dh
+
+
+def gru_cell(xz, xr, xh, rz, rr, rh, h_prev, m):
+    """Keras's ``reset_after=True`` GRU: ``z, r`` from input and recurrent parts,
+    ``hh = tanh(xh + r rh)``, ``h = z h_prev + (1 - z) hh``."""
+    z = 1.0 / (1.0 + math.exp(-(xz + rz)))
+    r = 1.0 / (1.0 + math.exp(-(xr + rr)))
+    hh = math.tanh(xh + r * rh)
+    h = z * h_prev + (1.0 - z) * hh
+    if not m:
+        return z, r, hh, h_prev
+    return z, r, hh, h
+
+
+def gru_cell_grad(dh, z, r, hh, rh, h_prev, m):
+    """Gradients of the input part ``(dxz, dxr, dxh)``, of the recurrent part's candidate
+    ``drh`` (``z, r``'s recurrent parts share ``dxz, dxr``) and the part of ``dh`` going
+    straight to ``h_prev``."""
+    if not m:
+        return 0.0 * dh, 0.0 * dh, 0.0 * dh, 0.0 * dh, dh
+    dah = dh * (1.0 - z) * (1.0 - hh * hh)
+    daz = dh * (h_prev - hh) * z * (1.0 - z)
+    dar = dah * rh * r * (1.0 - r)
+    return daz, dar, dah, dah * r, dh * z
