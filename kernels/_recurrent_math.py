@@ -8,11 +8,12 @@ import math
 
 def lstm_cell(zi, zf, zg, zo, c_prev, h_prev, m):
     """Gates ``i, f, g, o``, then ``c = f c_prev + i g`` and ``h = o tanh(c)``."""
-    # sigmoid as 1 / (1 + exp(-x)): exp overflows to inf for x << 0 and gives 0, as it
-    # should (a helper function would need jitting separately for each target)
-    i = 1.0 / (1.0 + math.exp(-zi))
-    f = 1.0 / (1.0 + math.exp(-zf))
-    o = 1.0 / (1.0 + math.exp(-zo))
+    # sigmoid written out (a helper would need jitting for each target) as
+    # (1 or e) / (1 + e), e = exp(-|x|): no overflow, full precision on both sides
+    ei, ef, eo = math.exp(-abs(zi)), math.exp(-abs(zf)), math.exp(-abs(zo))
+    i = (1.0 if zi >= 0 else ei) / (1.0 + ei)
+    f = (1.0 if zf >= 0 else ef) / (1.0 + ef)
+    o = (1.0 if zo >= 0 else eo) / (1.0 + eo)
     g = math.tanh(zg)
     c = f * c_prev + i * g
     h = o * math.tanh(c)
@@ -38,8 +39,10 @@ def lstm_cell_grad(dh, dc, i, f, g, o, c, c_prev, m):
 def gru_cell(xz, xr, xh, rz, rr, rh, h_prev, m):
     """Keras's ``reset_after=True`` GRU: ``z, r`` from input and recurrent parts,
     ``hh = tanh(xh + r rh)``, ``h = z h_prev + (1 - z) hh``."""
-    z = 1.0 / (1.0 + math.exp(-(xz + rz)))
-    r = 1.0 / (1.0 + math.exp(-(xr + rr)))
+    az, ar = xz + rz, xr + rr
+    ez, er = math.exp(-abs(az)), math.exp(-abs(ar))
+    z = (1.0 if az >= 0 else ez) / (1.0 + ez)
+    r = (1.0 if ar >= 0 else er) / (1.0 + er)
     hh = math.tanh(xh + r * rh)
     h = z * h_prev + (1.0 - z) * hh
     if not m:

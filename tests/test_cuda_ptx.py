@@ -33,6 +33,10 @@ def _signatures(f):
         "_sgd": (v, v, v, boolean, boolean, float64, float64),
         "_adagrad": (v, v, v, float64, float64),
         "_cuda_scatter._scatter_add_rows": (m, int64[:], m),
+        "_cuda_recurrent._lstm_forward": (m, m, m, m, boolean[:], m, m, m),
+        "_cuda_recurrent._lstm_backward": (m, m, m, m, m, boolean[:], m),
+        "_cuda_recurrent._gru_forward": (m, m, m, boolean[:], m, m),
+        "_cuda_recurrent._gru_backward": (m, m, m, boolean[:], m, m),
     }
 
 
