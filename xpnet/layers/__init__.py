@@ -86,6 +86,15 @@ __all__ += [
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
 ]
 
+# Embedding, masking and recurrent layers (issue 12).
+from xpnet.layers.embedding import Embedding  # noqa: E402
+from xpnet.layers.embedding import Masking  # noqa: E402
+from xpnet.layers.recurrent import GRU  # noqa: E402
+from xpnet.layers.recurrent import LSTM  # noqa: E402
+from xpnet.layers.recurrent import SimpleRNN  # noqa: E402
+
+__all__ += ["Embedding", "Masking", "GRU", "LSTM", "SimpleRNN"]
+
 # Attention and Transformers (issue 13).
 from xpnet.layers.attention import GroupedQueryAttention  # noqa: E402
 from xpnet.layers.attention import MultiHeadAttention  # noqa: E402
