@@ -7,6 +7,30 @@ from harness import assert_grad_close
 from harness import numerical_grad
 
 from xpnet.layers.base import InputGrads
+from xpnet.layers.base import Layer
+
+
+def leaves(layer):
+    """The layer and every layer held in its attributes (alone, in lists, in dicts), depth
+    first: where a composite's weights and gradients live until the engine tracks them."""
+    out, seen = [], set()
+
+    def walk(obj):
+        if isinstance(obj, Layer):
+            if id(obj) in seen:
+                return
+            seen.add(id(obj))
+            out.append(obj)
+            for value in vars(obj).values():
+                walk(value)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                walk(item)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                walk(item)
+    walk(layer)
+    return out
 
 
 def _as_tuple(y):
@@ -29,12 +53,16 @@ def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), mask
             return [None if a is None else backend.asarray(a) for a in m]
         return backend.asarray(m) if hasattr(m, "shape") else m
     masks = {k: dev(v) for k, v in masks.items()}
-    state = layer.get_rng_state() if rng_state is None else rng_state
+    holders = leaves(layer)
+    states = [h.get_rng_state() for h in holders]
 
     def run(a, kw):
-        if state is not None:
-            layer.set_rng_state(state)
-        arrays = [backend.asarray(x, dtype=xp.float64) for x in a]
+        for h, st in zip(holders, states):
+            if st is not None:
+                h.set_rng_state(st)
+        arrays = [backend.asarray(x, dtype=xp.float64)
+                  if np.issubdtype(np.asarray(x).dtype, np.floating) else backend.asarray(x)
+                  for x in a]
         kws = {k: backend.asarray(v, dtype=xp.float64) for k, v in kw.items()}
         if as_list:  # list-taking layers (Attention): forward([q, v, k], mask=...)
             return layer.forward(arrays, **kws, **masks, training=training)
@@ -48,7 +76,8 @@ def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), mask
         out, _ = run(a, kw)
         return sum(float(xp.sum(t * r)) for t, r in zip(_as_tuple(out), rs_dev))
 
-    layer.zero_grads()
+    for h in holders:
+        h.zero_grads()
     y, ctx = run(args, kwargs)
     dy = rs_dev if isinstance(y, (tuple, list)) else rs_dev[0]
     dx = layer.backward(ctx, dy)
@@ -56,8 +85,10 @@ def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), mask
     if isinstance(dx, InputGrads):
         dx, kw_grads = dx.args, dx.kwargs
     dxs = _as_tuple(dx)
-    params = {k: backend.to_numpy(g).copy() for k, g in layer.grads.items()}
+    params = {(h, k): backend.to_numpy(g).copy() for h in holders for k, g in h.grads.items()}
     for i, x0 in enumerate(args):
+        if not np.issubdtype(np.asarray(x0).dtype, np.floating):
+            continue  # integer ids
         def f(xi, i=i):
             a = list(args)
             a[i] = xi
@@ -70,13 +101,13 @@ def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), mask
         dirs, derivs = numerical_grad(f, kwargs[name], rng)
         assert_grad_close(backend.to_numpy(kw_grads[name]), dirs, derivs,
                           f"{layer.name}: {name}")
-    for name, g in params.items():
-        p0 = backend.to_numpy(layer.params[name]).astype(np.float64).copy()
+    for (h, name), g in params.items():
+        p0 = backend.to_numpy(h.params[name]).astype(np.float64).copy()
 
-        def f(p, name=name):
-            layer.params[name][...] = backend.asarray(p, dtype=xp.float64)
+        def f(p, h=h, name=name):
+            h.params[name][...] = backend.asarray(p, dtype=xp.float64)
             return objective(args, kwargs)
         dirs, derivs = numerical_grad(f, p0, rng)
-        layer.params[name][...] = backend.asarray(p0, dtype=xp.float64)
-        assert_grad_close(g, dirs, derivs, f"{layer.name}: d/d {name}")
+        h.params[name][...] = backend.asarray(p0, dtype=xp.float64)
+        assert_grad_close(g, dirs, derivs, f"{h.name}: d/d {name}")
     return y

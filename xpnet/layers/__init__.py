@@ -104,3 +104,12 @@ from xpnet.layers.attention_dot import AdditiveAttention  # noqa: E402
 from xpnet.layers.attention_dot import Attention  # noqa: E402
 
 __all__ += ["AdditiveAttention", "Attention"]
+from xpnet.layers.position import PositionEmbedding  # noqa: E402
+from xpnet.layers.position import RotaryEmbedding  # noqa: E402
+from xpnet.layers.position import SinePositionEncoding  # noqa: E402
+from xpnet.layers.position import TokenAndPositionEmbedding  # noqa: E402
+from xpnet.layers.transformer import TransformerDecoder  # noqa: E402
+from xpnet.layers.transformer import TransformerEncoder  # noqa: E402
+
+__all__ += ["PositionEmbedding", "RotaryEmbedding", "SinePositionEncoding",
+            "TokenAndPositionEmbedding", "TransformerDecoder", "TransformerEncoder"]
