@@ -104,7 +104,6 @@ def bits_per_char(model, backend, data, context, batch=64):
 
 def sample(model, backend, prompt, n, context, rng, temperature=0.8):
     """Continue ``prompt`` by ``n`` characters drawn from the model's softmax."""
-    xp = backend.xp
     table = {c: i for i, c in enumerate(CHARS)}
     ids = [table.get(c, UNKNOWN) for c in prompt]
     for _ in range(n):
