@@ -153,3 +153,18 @@ def test_strict_namespace_takes_the_composition(njit):
     want = _both(q, k, v, dout, kv_mask=kv, **kw)[0]
     for g, w in zip(got, want):
         np.testing.assert_allclose(np.asarray(g.to_device(cpu)), w, rtol=1e-10, atol=1e-12)
+
+
+def test_threads_give_the_same_result(njit):
+    """Chunks of (batch, head) pairs side by side on xpnet's threads: bit-identical."""
+    from xpnet.kernels import threads
+
+    rng, q, k, v, dout = _case(7, b=3, h=3, tq=20, tk=33, dtype=np.float32)
+    kw = {"causal": True, "dropout": 0.2, "seed": 3}
+    out, _, ctx = fused.attention(q, k, v, **kw)
+    want = (out, *fused.attention_grad(ctx, dout))
+    with threads.using(2):
+        out, _, ctx = fused.attention(q, k, v, **kw)
+        got = (out, *fused.attention_grad(ctx, dout))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
