@@ -14,6 +14,7 @@ from xpnet.layers.core import Identity
 from xpnet.layers.core import Input
 from xpnet.layers.core import InputLayer
 from xpnet.layers.core import Reshape
+from xpnet.layers.lambda_layer import Lambda
 from xpnet.layers.merge import Add
 from xpnet.layers.merge import Average
 from xpnet.layers.merge import Concatenate
@@ -36,7 +37,8 @@ from xpnet.layers.regularization import SpatialDropout3D
 
 __all__ = [
     "ActivatedLayer", "Activation", "Add", "Average", "Concatenate", "Dense", "ELU", "Flatten",
-    "Identity", "Input", "InputLayer", "KerasTensor", "Layer", "LeakyReLU", "Multiply", "ReLU",
+    "Identity", "Input", "InputLayer", "KerasTensor", "Lambda", "Layer", "LeakyReLU",
+    "Multiply", "ReLU",
     "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "multiply", "subtract",
     "ActivityRegularization", "BatchNormalization", "Dropout", "GaussianDropout",
     "GaussianNoise", "LayerNormalization", "SpatialDropout1D", "SpatialDropout2D",
