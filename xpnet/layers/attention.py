@@ -123,6 +123,10 @@ class MultiHeadAttention(Layer):
         self._seed = next_seed(seed)
         self.supports_masking = True
 
+    # Symbolic calls find the output shapes by running the layer on zeros (the attention
+    # scores' shape depends on a call argument).
+    _probe_shapes = True
+
     # -- shapes and weights ------------------------------------------------------------
     @staticmethod
     def _split_shapes(input_shape):
@@ -147,8 +151,12 @@ class MultiHeadAttention(Layer):
     def _kv_heads(self):
         return self.num_heads
 
-    def build(self, input_shape):
-        query, value, key = self._split_shapes(input_shape)
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        """Keras's ``build(query_shape, value_shape, key_shape=None)``; also takes one list
+        ``[query, value(, key)]`` of shapes."""
+        if value_shape is not None:
+            query_shape = [query_shape, value_shape, key_shape]
+        query, value, key = self._split_shapes(query_shape)
         hk = self._kv_heads()
         out = self._output_shape[0] if self._output_shape else query[-1]
         for name, dim, heads, size in (("query", query[-1], self.num_heads, self.key_dim),
@@ -167,8 +175,8 @@ class MultiHeadAttention(Layer):
                             initializer=self.bias_initializer,
                             regularizer=self.bias_regularizer)
 
-    def compute_output_shape(self, input_shape):
-        query, _, _ = self._split_shapes(input_shape)
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        query = query_shape[0] if isinstance(query_shape, list) else query_shape
         out = self._output_shape[0] if self._output_shape else query[-1]
         return tuple(query[:-1]) + (out,)
 

@@ -32,6 +32,8 @@ class _Ctx(NamedTuple):
 
 
 class _BaseAttention(Layer):
+    _probe_shapes = True  # symbolic calls run the layer on zeros (scores are optional)
+
     def __init__(self, dropout=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= dropout < 1.0:

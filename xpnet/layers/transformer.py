@@ -139,7 +139,7 @@ class _Block(Layer):
     def compute_mask(self, inputs, mask=None):
         return mask[0] if isinstance(mask, (list, tuple)) else mask
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, *more):
         return tuple(input_shape[0] if isinstance(input_shape, list) else input_shape)
 
     def get_config(self):
@@ -206,8 +206,11 @@ class TransformerDecoder(_Block):
     d encoder_sequence)`` with an encoder sequence, else ``d decoder_sequence``.
     """
 
-    def build(self, input_shape):
-        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+    def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        """KerasHub's ``build(decoder_sequence_shape, encoder_sequence_shape=None)``; also
+        takes one list of the two shapes."""
+        shapes = decoder_sequence_shape if isinstance(decoder_sequence_shape, list) else \
+            [decoder_sequence_shape, encoder_sequence_shape]
         width = shapes[0][-1]
         (self._self_attention_layer, self._self_attention_layer_norm,
          self._self_attention_dropout) = self._attention_part("self_attention", width)
