@@ -6,6 +6,8 @@ blocks: :func:`leaves` walks a layer's attributes for them, and :class:`Trainer`
 their gradients, and applies one optimizer step to all of them.
 """
 
+import math
+
 from xpnet import kernels
 from xpnet.backend import namespace
 from xpnet.layers import Layer
@@ -41,7 +43,7 @@ class Trainer:
         self.layers, self.optimizer = leaves(*layers), optimizer
 
     def count_params(self):
-        return sum(layer.count_params() for layer in self.layers)
+        return sum(math.prod(p.shape) for layer in self.layers for p in layer.params.values())
 
     def step(self, fn):
         for layer in self.layers:
