@@ -23,9 +23,11 @@ _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True, "boundscheck":
 _njit = numba.njit(**_OPTIONS)
 _keep = make_keep(numba.njit(inline="always", **_OPTIONS))
 
-# Query and key block sizes: a 64 x 128 float32 score block is 32 KB, well inside L1+L2.
-BQ = 64
-BK = 128
+# Query and key block sizes: a 128 x 512 score block (256 KB in float32) stays in L2; on a
+# shared 2-core machine 64 x 128 blocks ran 2-4x slower at length 1024 (BLAS on small
+# blocks), 128 x 512 and 256 x 256 about alike.
+BQ = 128
+BK = 512
 
 
 @_njit
