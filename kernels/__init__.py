@@ -260,3 +260,7 @@ def adagrad(param, grad, acc, *, lr, epsilon):
     f, cpu = param.dtype.type, _load("cpu")
     p, g, a = arrays
     _split(lambda i, j: cpu.adagrad(p[i:j], g[i:j], a[i:j], f(lr), f(epsilon)), p.shape[0])
+
+
+# Nadam, Adamax, Adadelta, Ftrl and Lion (kernels/optim.py).
+from xpnet.kernels.optim import adadelta, adamax, ftrl, lion, nadam, nadam_u  # noqa: E402,F401,I001

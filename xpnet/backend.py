@@ -8,6 +8,7 @@ CuPy is imported lazily, so ``import xpnet`` works on a machine without CUDA.
 
 import contextlib
 import os
+import sys
 import types
 
 import array_api_compat
@@ -139,6 +140,14 @@ class RNG:
         """A 0/1 mask of ``dtype`` whose entries are 1 with probability ``p``."""
         a = self._gen.random(tuple(shape), dtype=self._float_dtype(dtype)) < p
         return self._out(a, dtype if dtype is not None else np.float32)
+
+    def draws(self, n, low=0.0, high=1.0):
+        """``n`` uniform draws from ``[low, high)`` as Python floats, for a layer's small
+        per-batch parameters (angles, offsets, flips). On a ``host=True`` generator they
+        are the same numbers on every backend and cost no device round trip."""
+        self._calls += 1
+        a = self._gen.random(n) * (high - low) + low
+        return [float(v) for v in (a.get() if self._cupy else a)]
 
     def permutation(self, n):
         """A random permutation of ``range(n)`` as an int64 array on the device."""
@@ -329,6 +338,15 @@ def _make_backend(spec, device):
     raise ValueError(
         f"unknown backend {spec!r}: expected 'auto', 'cpu', 'cuda' or an array namespace"
     )
+
+
+def seed_global_generators(seed):
+    """Seed NumPy's global generator (``np.random.seed``), and CuPy's where CuPy is already
+    imported, as ``keras.utils.set_random_seed`` seeds its backends' global generators."""
+    np.random.seed(seed % 2**32)
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and _cuda_usable():
+        cupy.random.seed(seed % 2**32)
 
 
 def backend_of(x):

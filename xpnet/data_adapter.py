@@ -103,12 +103,15 @@ def _as_list(x, n, what):
 
 
 def take_batch(xp, xs, ys, sw, perm, start, batch_size):
-    """The batch starting at ``start``: a slice, or a gather by the shuffled indices."""
+    """The batch starting at ``start``: a slice, or a gather by the shuffled indices. The
+    stop is clipped to the number of samples: the array API leaves out-of-bounds slice stops
+    unspecified (array-api-strict refuses them), so a short last batch must not rely on them."""
+    stop = min(start + batch_size, xs[0].shape[0])
     if perm is None:
-        index = slice(start, start + batch_size)
+        index = slice(start, stop)
         return ([a[index, ...] for a in xs], [a[index, ...] for a in ys],
                 None if sw is None else sw[index])
-    idx = perm[start:start + batch_size]
+    idx = perm[start:stop]
     return ([xp.take(a, idx, axis=0) for a in xs], [xp.take(a, idx, axis=0) for a in ys],
             None if sw is None else xp.take(sw, idx, axis=0))
 

@@ -37,6 +37,7 @@ class Loss:
     default_name = "loss"
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        reduction = "none" if reduction is None else reduction  # Keras takes None too
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: unknown reduction {reduction!r}; "
                              f"expected one of {_REDUCTIONS}")
@@ -559,6 +560,7 @@ def get(identifier):
             is identifier:
         identifier = identifier.__name__
     if isinstance(identifier, str):
+        _extra.not_yet(identifier)
         cls = _BY_NAME.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
             raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_BY_NAME))}")
@@ -569,5 +571,28 @@ def get(identifier):
                      "fn(y_true, y_pred)")
 
 
+# Keras's other losses (imported last: they build on the classes above).
+from xpnet import losses_extra as _extra  # noqa: E402
+from xpnet.losses_extra import *  # noqa: E402,F401,F403
+from xpnet.losses_extra import __all__ as _extra_all  # noqa: E402
+
+__all__ += _extra_all
+_EXTRA = [getattr(_extra, n) for n in _extra_all]
+_CLASSES.update({cls.__name__: cls for cls in _EXTRA})
+_BY_NAME.update({cls.default_name: cls for cls in _EXTRA})
+_BY_NAME.update({"msle": _extra.MeanSquaredLogarithmicError,
+                 "mape": _extra.MeanAbsolutePercentageError})
+for _cls in _EXTRA:
+    _f = _function(_cls, _cls.default_name)
+    globals()[_cls.default_name] = _f
+    _FUNCTIONS[_cls.default_name] = _f
+    __all__.append(_cls.default_name)
+
+
 def serialize(loss):
     return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def __getattr__(name):
+    _extra.not_yet(name)  # a Keras loss xpnet lacks: NotImplementedError naming it
+    raise AttributeError(f"module 'xpnet.losses' has no attribute {name!r}")

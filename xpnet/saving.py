@@ -119,15 +119,18 @@ def deserialize_layer(entry, custom_objects=None, backend=None):
 def _build_from_config(model, build_config, backend):
     """Build a subclassed model by calling it on zeros of the saved input specs."""
     from xpnet.backend import get_backend
-    from xpnet.engine.node import map_structure
 
     backend = get_backend(backend)
     xp = backend.xp
     model.backend = backend
-    sample = map_structure(lambda s: xp.zeros((2,) + tuple(s["shape"][1:]),
-                                              dtype=getattr(xp, s["dtype"]),
-                                              device=backend.device),
-                           build_config["input"])
+    def zeros(spec):
+        if isinstance(spec, dict) and set(spec) == {"shape", "dtype"}:
+            return xp.zeros((2,) + tuple(spec["shape"][1:]), dtype=getattr(xp, spec["dtype"]),
+                            device=backend.device)
+        if isinstance(spec, dict):
+            return {k: zeros(v) for k, v in spec.items()}
+        return [zeros(v) for v in spec]
+    sample = zeros(build_config["input"])
     model._build_call_based(sample)
 
 
@@ -193,6 +196,18 @@ def _atomic_write(path, data, overwrite):
         os.close(fd)
 
 
+def _refuse_code(model):
+    from xpnet.layers.lambda_layer import Lambda
+
+    for _, layer in _walk(model):
+        if isinstance(layer, Lambda):
+            raise NotImplementedError(
+                f"{model.name}: layer {layer.name!r} is a Lambda, whose function cannot be "
+                "saved (xpnet never stores code in a model file); write a layer class with "
+                "call() and keras.saving.register_keras_serializable() instead, or save "
+                "the weights alone with save_weights")
+
+
 def _metadata(kind, model, **extra):
     import xpnet
 
@@ -215,6 +230,7 @@ def save_model(model, filepath, overwrite=True):
     """Write architecture, weights, compile arguments, optimizer state and random state to
     one file, atomically (see the module's docstring)."""
     _require_built(model, "save")
+    _refuse_code(model)
     tensors, keys = _weight_tensors(model)
     extra = {"config": serialize_layer(model)}
     if getattr(model, "compiled", False):

@@ -99,8 +99,8 @@ class Trainer(DataAdapter):
             if self._loss_weights_spec is not None else [1.0] * len(self.outputs)
         self._loss_weights = [float(w) for w in weights]
         spec = self._metrics_spec or []
-        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and spec and \
-                not isinstance(spec[0], (list, tuple)):
+        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and (
+                not spec or not isinstance(spec[0], (list, tuple))):
             spec = [spec] * len(self.outputs)
         per_output = self._per_output(spec, [], "metrics") if len(self.outputs) > 1 \
             else [spec]
@@ -324,7 +324,7 @@ class Trainer(DataAdapter):
         if custom:
             xs, self._x_tree = self._adapt_raw(x, "fit")
             n = xs[0].shape[0]
-            ys, self._y_tree = self._adapt_raw(y, "fit") if y is not None else ([], None)
+            ys, self._y_tree = self._adapt_raw(y, "targets") if y is not None else ([], None)
         else:
             xs = self._adapt_x(x, "fit")
             n = xs[0].shape[0]
@@ -349,7 +349,7 @@ class Trainer(DataAdapter):
             vx, vy, *vw = validation_data
             if custom:
                 vxs = self._adapt_raw(vx, "fit")[0]
-                vys = self._adapt_raw(vy, "fit")[0] if vy is not None else []
+                vys = self._adapt_raw(vy, "targets")[0] if vy is not None else []
             else:
                 vxs = self._adapt_x(vx, "fit")
                 vys = self._adapt_y(vy, vxs[0].shape[0], "fit")
@@ -576,6 +576,12 @@ class Trainer(DataAdapter):
             self.backend = get_backend(getattr(self, "_backend_spec", None))
         backend = self.backend
         tree = map_structure(lambda a: a, data)
+        if what != "targets" and getattr(self, "_graph", None) is None and \
+                not getattr(self, "_specs_known", False):
+            from xpnet.engine import calls
+
+            if calls.is_call_based(self):  # a model with a call: build it, learn its outputs
+                self._build_call_based(tree)
         flat = [backend.asarray(unwrap(a)) for a in flatten(tree)]
         xp = backend.xp
         flat = [xp.astype(a, getattr(xp, self.dtype)) if xp.isdtype(a.dtype, "real floating")

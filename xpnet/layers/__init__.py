@@ -88,6 +88,37 @@ __all__ += [
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
 ]
 
+# Keras-fidelity layers (issue 10): preprocessing, image augmentation, merges, normalization,
+# reshaping and PReLU.
+from xpnet.layers.activation import PReLU  # noqa: E402
+from xpnet.layers.image_augmentation import RandomRotation  # noqa: E402
+from xpnet.layers.image_augmentation import RandomTranslation  # noqa: E402
+from xpnet.layers.image_augmentation import RandomZoom  # noqa: E402
+from xpnet.layers.image_preprocessing import CenterCrop  # noqa: E402
+from xpnet.layers.image_preprocessing import RandomContrast  # noqa: E402
+from xpnet.layers.image_preprocessing import RandomCrop  # noqa: E402
+from xpnet.layers.image_preprocessing import RandomFlip  # noqa: E402
+from xpnet.layers.image_preprocessing import Resizing  # noqa: E402
+from xpnet.layers.merge import Dot  # noqa: E402
+from xpnet.layers.merge import Maximum  # noqa: E402
+from xpnet.layers.merge import Minimum  # noqa: E402
+from xpnet.layers.merge import dot  # noqa: E402
+from xpnet.layers.merge import maximum  # noqa: E402
+from xpnet.layers.merge import minimum  # noqa: E402
+from xpnet.layers.normalization import GroupNormalization  # noqa: E402
+from xpnet.layers.normalization import UnitNormalization  # noqa: E402
+from xpnet.layers.preprocessing import Normalization  # noqa: E402
+from xpnet.layers.preprocessing import Rescaling  # noqa: E402
+from xpnet.layers.reshaping import Permute  # noqa: E402
+from xpnet.layers.reshaping import RepeatVector  # noqa: E402
+
+__all__ += [
+    "PReLU", "RandomRotation", "RandomTranslation", "RandomZoom", "CenterCrop",
+    "RandomContrast", "RandomCrop", "RandomFlip", "Resizing", "Dot", "Maximum", "Minimum",
+    "dot", "maximum", "minimum", "GroupNormalization", "UnitNormalization", "Normalization",
+    "Rescaling", "Permute", "RepeatVector",
+]
+
 # Embedding, masking and recurrent layers (issue 12).
 from xpnet.layers.embedding import Embedding  # noqa: E402
 from xpnet.layers.embedding import Masking  # noqa: E402

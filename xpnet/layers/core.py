@@ -66,6 +66,8 @@ class Dense(ActivatedLayer):
         Penalties on the weights, added to the loss (``"l2"``, ``regularizers.L2(1e-4)``).
     """
 
+    supports_masking = True  # an incoming mask passes through (Keras)
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs):
@@ -218,6 +220,8 @@ class Reshape(Layer):
 
 class Identity(Layer):
     """Returns its input unchanged."""
+
+    supports_masking = True  # an incoming mask passes through (Keras)
 
     def forward(self, x, training=False):
         return x, None

@@ -5,3 +5,9 @@ from xpnet.optimizers import *  # noqa: F401,F403
 from xpnet.optimizers import __all__ as _all
 
 __all__ = list(_all) + ["schedules"]
+
+
+def __getattr__(name):  # branch metrics: a Keras name xpnet lacks raises NotImplementedError
+    from xpnet import optimizers as _impl
+
+    return getattr(_impl, name)
