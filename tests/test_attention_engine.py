@@ -61,13 +61,23 @@ def test_encoder_classifier_fits_with_padding_mask(cpu):
     x = GlobalAveragePooling1D()(x)
     out = keras.layers.Dense(2, activation="softmax")(x)
     model = keras.Model(ids, out)
-    # token + position embeddings, MHA (8), 2 layer norms (4), 2 dense (4), head (2)
-    assert len(model.get_weights()) == 20
+    # token + position embeddings, then KerasHub's order: MHA (8), the attention's layer
+    # norm, the feed-forward's layer norm, intermediate and output dense; then the head
+    assert [w.shape for w in model.get_weights()] == [
+        (12, 16), (10, 16), (16, 2, 8), (2, 8), (16, 2, 8), (2, 8), (16, 2, 8), (2, 8),
+        (2, 8, 16), (16,), (16,), (16,), (16,), (16,), (16, 32), (32,), (32, 16), (16,),
+        (16, 2), (2,)]
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x_train, y_train = _data(np.random.default_rng(0), 512, 10)
     hist = model.fit(x_train, y_train, epochs=6, batch_size=32, verbose=0)
     assert hist.history["loss"][-1] < 0.7 * hist.history["loss"][0]
+
+
+def test_encoder_regularizers_reach_the_loss(cpu):
+    block = TransformerEncoder(8, 2, kernel_regularizer="l2")
+    block.build_on(cpu, (None, 3, 4))
+    assert len(block.losses) == 6  # query, key, value, output, two dense kernels
 
 
 def test_decoder_in_a_functional_model(cpu):

@@ -128,7 +128,8 @@ def test_sine_and_rotary_values(cpu):
 
 
 def test_configs():
-    for layer in (TransformerEncoder(8, 2, dropout=0.1, normalize_first=True),
+    for layer in (TransformerEncoder(8, 2, dropout=0.1, normalize_first=True,
+                                     kernel_regularizer="l2"),
                   TransformerDecoder(8, 2, activation="gelu"),
                   TokenAndPositionEmbedding(10, 4, 3, mask_zero=True), PositionEmbedding(4),
                   SinePositionEncoding(50), RotaryEmbedding(100, 2.0)):

@@ -10,6 +10,7 @@ mask.
 """
 
 from xpnet import initializers
+from xpnet import regularizers
 from xpnet.layers.attention import MultiHeadAttention
 from xpnet.layers.base import Layer
 from xpnet.layers.core import Dense
@@ -24,7 +25,8 @@ class _Block(Layer):
 
     def __init__(self, intermediate_dim, num_heads, dropout=0, activation="relu",
                  layer_norm_epsilon=1e-05, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", normalize_first=False, **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 normalize_first=False, **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("intermediate_dim", intermediate_dim), ("num_heads", num_heads)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -35,12 +37,15 @@ class _Block(Layer):
         self.layer_norm_epsilon, self.normalize_first = layer_norm_epsilon, normalize_first
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.supports_masking = True
 
     def _init(self):
         return {"kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
-                "dtype": self.dtype}
+                "kernel_regularizer": self.kernel_regularizer,
+                "bias_regularizer": self.bias_regularizer, "dtype": self.dtype}
 
     def _attention_part(self, prefix, width, key_width=None):
         """(attention, layer norm, dropout) sublayers named as KerasHub names them."""
@@ -148,6 +153,8 @@ class _Block(Layer):
                 "activation": self.activation, "layer_norm_epsilon": self.layer_norm_epsilon,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                 "normalize_first": self.normalize_first}
 
 
@@ -166,6 +173,8 @@ class TransformerEncoder(_Block):
     activation : str, default="relu"
     layer_norm_epsilon : float, default=1e-05
     kernel_initializer, bias_initializer : default="glorot_uniform", "zeros"
+    kernel_regularizer, bias_regularizer : default=None
+        Passed to the attention and feed-forward layers (as KerasHub).
     normalize_first : bool, default=False
 
     Call: ``forward(inputs, padding_mask=None, attention_mask=None, training=False)``; the
