@@ -18,15 +18,18 @@ def test_mha_key_gradient_through_the_tape(cpu):
     rng = np.random.default_rng(0)
     q, v, k = (rng.standard_normal(s) for s in ((2, 3, 4), (2, 5, 6), (2, 5, 7)))
     layer = MultiHeadAttention(2, 3, dtype="float64")
-    with xpnet.GradientTape() as tape:
+    with xpnet.GradientTape(persistent=True) as tape:
         tq, tv, tk = tape.watch([q, v, k])
         loss = ops.sum(layer(tq, tv, key=tk) ** 2)
+        loss2 = ops.sum(layer(tq, tv, tk) ** 2)  # the key given positionally
     got = tape.gradient(loss, [tq, tv, tk])
+    got2 = tape.gradient(loss2, [tq, tv, tk])
     y, ctx = layer.forward(q, v, key=k)
     layer.zero_grads()
     want = layer.backward(ctx, 2 * y)
-    for g, w in zip(got, [*want.args, want.kwargs["key"]]):
+    for g, g2, w in zip(got, got2, [*want.args, want.kwargs["key"]]):
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(g2), w, rtol=1e-12)
 
 
 def test_functional_cross_attention_and_keras_weight_order(cpu):

@@ -176,5 +176,25 @@ def test_config_and_errors(cpu):
         MultiHeadAttention(0, 8)
     with pytest.raises(ValueError, match="key_shape"):
         MultiHeadAttention(2, 2).build_on(cpu, [(None, 3, 4), (None, 5, 4), (None, 6, 4)])
+    with pytest.raises(NotImplementedError, match="attention_axes"):
+        MultiHeadAttention(2, 2, attention_axes=(2,)).build_on(cpu, [(None, 3, 4, 5)] * 2)
+
+
+def test_attention_over_two_axes(cpu):
+    """attention_axes=None (or all middle axes) on (B, H, W, C): one joint sequence of H*W,
+    as Keras's einsum over both axes."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    a = MultiHeadAttention(2, 3, attention_axes=(1, 2))
+    a.build_on(cpu, [(None, 3, 4, 5)] * 2)
+    (y, scores), _ = a.forward(x, x, return_attention_scores=True)
+    assert y.shape == (2, 3, 4, 5) and scores.shape == (2, 2, 3, 4, 3, 4)
+    b = MultiHeadAttention(2, 3)
+    b.build_on(cpu, [(None, 12, 5)] * 2)
+    b.set_weights(a.get_weights())
+    flat = x.reshape(2, 12, 5)
+    np.testing.assert_allclose(y.reshape(2, 12, 5), b.forward(flat, flat)[0], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(np.sum(scores, axis=(4, 5)), 1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="num_key_value_heads"):
         GroupedQueryAttention(2, 4, 3)

@@ -75,8 +75,10 @@ class MultiHeadAttention(Layer):
     use_bias : bool, default=True
     output_shape : int or tuple of one int, default=None
         Width of the output; the query's width when None.
-    attention_axes : default=None
-        Attention over every axis between the batch and the features (the only choice).
+    attention_axes : int or tuple, default=None
+        Attention over every axis between the batch and the features (jointly, as one
+        flattened sequence); an explicit tuple must name all of them (subsets are not
+        supported yet).
     kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, seed
         As Keras.
 
@@ -103,9 +105,10 @@ class MultiHeadAttention(Layer):
         if output_shape is not None and len(tuple(output_shape)) != 1:
             raise ValueError(f"{self.name}: output_shape must be an int or a tuple of one "
                              f"int. Received: output_shape={output_shape!r}")
-        if attention_axes is not None:
-            raise ValueError(f"{self.name}: only attention_axes=None (attention over every "
-                             f"axis between batch and features) is supported. "
+        if isinstance(attention_axes, int):
+            attention_axes = (attention_axes,)
+        elif attention_axes is not None and not isinstance(attention_axes, (list, tuple)):
+            raise ValueError(f"{self.name}: attention_axes must be an int, list, or tuple. "
                              f"Received: attention_axes={attention_axes!r}")
         if kernel_constraint is not None or bias_constraint is not None:
             raise NotImplementedError(f"{self.name}: weight constraints are not supported")
@@ -113,7 +116,7 @@ class MultiHeadAttention(Layer):
         self.value_dim = value_dim or key_dim
         self.dropout, self.use_bias = float(dropout), use_bias
         self._output_shape = None if output_shape is None else tuple(output_shape)
-        self.attention_axes = None
+        self.attention_axes = None if attention_axes is None else tuple(attention_axes)
         self.flash_attention = flash_attention
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -147,6 +150,14 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"{self.name}: query and value need the same rank >= 3 "
                              f"(batch, ..., features). Received: query_shape={query}, "
                              f"value_shape={value}")
+        rank = len(query)
+        if self.attention_axes is not None and sorted(
+                a % rank for a in self.attention_axes) != list(range(1, rank - 1)):
+            raise NotImplementedError(
+                f"{self.name}: attention over a subset of the axes between batch and "
+                f"features is not supported yet; attention_axes must be None or all of "
+                f"{tuple(range(1, rank - 1))}. Received: attention_axes="
+                f"{self.attention_axes}")
 
     def _kv_heads(self):
         return self.num_heads
@@ -193,6 +204,13 @@ class MultiHeadAttention(Layer):
 
     def _flat_mask(self, xp, mask, b):
         return None if mask is None else xp.reshape(mask, (b, -1))
+
+    def __call__(self, *args, **kwargs):
+        """Keras's call; a ``key`` given positionally travels as the keyword (its gradient
+        comes back through ``InputGrads``)."""
+        if len(args) > 2 and "key" not in kwargs:
+            args, kwargs = args[:2] + args[3:], {**kwargs, "key": args[2]}
+        return super().__call__(*args, **kwargs)
 
     def forward(self, query, value=None, key=None, query_mask=None, value_mask=None,
                 key_mask=None, attention_mask=None, return_attention_scores=False,
