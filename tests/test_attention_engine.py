@@ -93,3 +93,20 @@ def test_decoder_in_a_functional_model(cpu):
     a, b = (rng.standard_normal((2,) + s).astype(np.float32) for s in ((4, 8), (6, 8)))
     np.testing.assert_allclose(model.predict([a, b], verbose=0), block.forward(a, b)[0],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_save_and_load(cpu, tmp_path):
+    ids = keras.Input((10,), dtype="int64")
+    x = TokenAndPositionEmbedding(12, 10, 16, mask_zero=True)(ids)
+    x = TransformerEncoder(32, 2)(x)
+    q = keras.Input((4, 16))
+    y = MultiHeadAttention(2, 8)(q, x)
+    y = TransformerDecoder(32, 2)(y, x)
+    out = keras.layers.Dense(2)(GlobalAveragePooling1D()(y))
+    model = keras.Model([ids, q], out)
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 12, (3, 10)), rng.standard_normal((3, 4, 16)).astype(np.float32)
+    want = model.predict([a, b], verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(again.predict([a, b], verbose=0), want)
