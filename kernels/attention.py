@@ -125,14 +125,19 @@ def _c(a):
 def _kernel_masks(xp, q, k, masks):
     """``(kvm, qm, am, flags)``: uint8 masks (a one-element stand-in where absent) and the
     bits saying which were given (``_attention_math.HAS_*``)."""
-    kv_mask, q_mask, mask = masks
+    b, _, tq, _ = q.shape
+    tk = k.shape[2]
     one = xp.ones((1, 1), dtype=xp.uint8, device=q.device)
-    flags = 0
-    out = []
-    for bit, m, shape in ((1, kv_mask, None), (2, q_mask, None), (4, mask, None)):
+    stand_ins = (one, one, xp.reshape(one, (1, 1, 1)))
+    # The kernels index kv_mask[b, j], q_mask[b, i], mask[b or 0, i, j] unchecked.
+    shapes = ((b, tk), (b, tq), (b if masks[2] is not None and masks[2].shape[0] == b else 1,
+                                 tq, tk))
+    flags, out = 0, []
+    for bit, m, stand_in, shape in zip((1, 2, 4), masks, stand_ins, shapes):
         if m is None:
-            out.append(one if bit != 4 else xp.reshape(one, (1, 1, 1)))
+            out.append(stand_in)
         else:
             flags |= bit
+            m = xp.broadcast_to(xp.reshape(m, (-1,) + shape[1:]), shape)
             out.append(_c(xp.astype(m, xp.uint8)))
     return (*out, flags)

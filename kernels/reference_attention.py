@@ -45,7 +45,7 @@ def keep_mask(seed, rate, bh, tq, tk, xp, device=None):
 
 def allowed(shape, xp, device, kv_mask=None, q_mask=None, mask=None, causal=False):
     """Bool (B, 1, Tq, Tk) for scores of ``shape`` (B, H, Tq, Tk), or None when nothing is
-    masked."""
+    masked; masks with a batch axis of one (or none) broadcast."""
     b, _, tq, tk = shape
     out = None
 
@@ -53,11 +53,11 @@ def allowed(shape, xp, device, kv_mask=None, q_mask=None, mask=None, causal=Fals
         return m if a is None else a & m
 
     if kv_mask is not None:
-        out = both(out, xp.reshape(xp.astype(kv_mask, xp.bool), (b, 1, 1, tk)))
+        out = both(out, xp.reshape(xp.astype(kv_mask, xp.bool), (-1, 1, 1, tk)))
     if q_mask is not None:
-        out = both(out, xp.reshape(xp.astype(q_mask, xp.bool), (b, 1, tq, 1)))
+        out = both(out, xp.reshape(xp.astype(q_mask, xp.bool), (-1, 1, tq, 1)))
     if mask is not None:
-        out = both(out, xp.reshape(xp.astype(mask, xp.bool), (mask.shape[0], 1, tq, tk)))
+        out = both(out, xp.reshape(xp.astype(mask, xp.bool), (-1, 1, tq, tk)))
     if causal:
         i = xp.reshape(xp.arange(tq, device=device), (tq, 1))
         j = xp.reshape(xp.arange(tk, device=device), (1, tk))

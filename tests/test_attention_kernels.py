@@ -168,3 +168,13 @@ def test_threads_give_the_same_result(njit):
         got = (out, *fused.attention_grad(ctx, dout))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_broadcast_masks(njit):
+    """Masks with a batch axis of one (or none) broadcast as in the composition."""
+    rng, q, k, v, dout = _case(8, tq=6, tk=9)
+    kv = np.array([[1, 1, 0, 1, 0, 1, 1, 1, 0]], dtype=bool)
+    full = rng.random((6, 9)) > 0.3
+    got, want = _both(q, k, v, dout, kv_mask=kv, mask=full)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
