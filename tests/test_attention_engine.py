@@ -110,3 +110,16 @@ def test_save_and_load(cpu, tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(again.predict([a, b], verbose=0), want)
+
+
+def test_the_embedding_mask_reaches_the_encoder(cpu):
+    ids = keras.Input((6,), dtype="int64")
+    emb = TokenAndPositionEmbedding(9, 6, 8, mask_zero=True)
+    enc = TransformerEncoder(16, 2)
+    model = keras.Model(ids, enc(emb(ids)))
+    x = np.array([[3, 4, 5, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
+    h = emb.forward(x)[0]
+    masked, unmasked = enc.forward(h, padding_mask=x != 0)[0], enc.forward(h)[0]
+    got = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, masked, rtol=1e-5, atol=1e-6)
+    assert np.abs(got[0] - unmasked[0]).max() > 1e-3
