@@ -11,7 +11,7 @@ def _put(device, *arrays):
     return [device.put(a) for a in arrays]
 
 
-@pytest.mark.parametrize("case", ["plain", "causal+masks", "dropout"])
+@pytest.mark.parametrize("case", ["plain", "causal+masks", "dropout", "full mask"])
 def test_attention_forward_backward(device, case):
     rng = np.random.default_rng(0)
     b, h, tq, tk, d, dv = 2, 1, 5, 6, 3, 2
@@ -28,11 +28,15 @@ def test_attention_forward_backward(device, case):
         kw = {"kv_mask": kv, "q_mask": qm, "causal": True}
     elif case == "dropout":
         kw = {"dropout": 0.4, "seed": 9}
+    elif case == "full mask":
+        full = rng.random((b, tq, tk)) > 0.4
+        full[0, 1, :] = False
+        kw = {"mask": full, "dropout": 0.2, "seed": 1}
     want_out, _, ctx = fused.attention(q, k, v, return_weights=True, **kw)
     want = (want_out, *fused.attention_grad(ctx, dout))
     cuda = fused._load("cuda")
     kernel_masks = fused._kernel_masks(np, q, k, (kw.get("kv_mask"), kw.get("q_mask"),
-                                                  None))
+                                                  kw.get("mask")))
     dq_, dk_, dv_ = _put(device, q, k, v)
     masks = _put(device, *kernel_masks[:3])
     args = (*masks, kernel_masks[3], kw.get("causal", False), 1 / np.sqrt(d),
