@@ -165,7 +165,7 @@ def _torch_classifier(vocab, length, width, heads, ff):
 
 
 def encoder_part(rounds, sequences, batch=32, length=64, width=128, heads=4, ff=256,
-                 vocab=1000):
+                 vocab=1000, torch_threads=2):
     import torch
 
     from transformer_utils import Trainer
@@ -175,7 +175,7 @@ def encoder_part(rounds, sequences, batch=32, length=64, width=128, heads=4, ff=
     from xpnet.backend import get_backend
     from xpnet.kernels import threads
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(torch_threads)
     rng = np.random.default_rng(0)
     x = rng.integers(1, vocab, size=(sequences, length))
     y = rng.integers(0, 2, size=sequences)
@@ -235,7 +235,7 @@ def encoder_part(rounds, sequences, batch=32, length=64, width=128, heads=4, ff=
             fn()
             times[name].append(time.perf_counter() - t)
     ratios = [a / b for a, b in zip(times["xpnet"], times["torch"])]
-    row = {"sequences": sequences, "xpnet_s": times["xpnet"], "torch_s": times["torch"],
+    row = {"sequences": sequences, "torch_threads": torch_threads, "xpnet_s": times["xpnet"], "torch_s": times["torch"],
            "ratio_median": statistics.median(ratios), "ratio_range": [min(ratios),
                                                                      max(ratios)]}
     print(json.dumps(row), flush=True)
@@ -251,6 +251,8 @@ def main():
     parser.add_argument("--composition-max", type=int, default=2048,
                         help="longest length for the composition (its scores: 8 L^2 floats)")
     parser.add_argument("--sequences", type=int, default=2048)
+    parser.add_argument("--torch-threads", type=int, default=2,
+                        help="PyTorch's threads in the encoder part")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,7 +262,8 @@ def main():
     if args.part in ("kernel", "both"):
         out["kernel"] = kernel_part(args.lengths, args.rounds, args.composition_max)
     if args.part in ("encoder", "both"):
-        out["encoder"] = encoder_part(args.rounds, args.sequences)
+        out["encoder"] = encoder_part(args.rounds, args.sequences,
+                                      torch_threads=args.torch_threads)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
