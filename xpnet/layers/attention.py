@@ -12,6 +12,7 @@ import random
 from typing import NamedTuple
 
 from xpnet import initializers
+from xpnet import kernels
 from xpnet import regularizers
 from xpnet.backend import namespace
 from xpnet.kernels import attention as fused
@@ -196,8 +197,8 @@ class MultiHeadAttention(Layer):
         """``x @ kernel + bias`` as (B, heads, T, size), T the flattened middle axes."""
         xp = namespace(x)
         b, width = x.shape[0], x.shape[-1]
-        y = xp.reshape(x, (-1, width)) @ xp.reshape(self.params[f"{name}/kernel"],
-                                                   (width, heads * size))
+        y = kernels.matmul(xp.reshape(x, (-1, width)),
+                           xp.reshape(self.params[f"{name}/kernel"], (width, heads * size)))
         if self.use_bias:
             y = y + xp.reshape(self.params[f"{name}/bias"], (heads * size,))
         return xp.permute_dims(xp.reshape(y, (b, -1, heads, size)), (0, 2, 1, 3))
@@ -242,7 +243,8 @@ class MultiHeadAttention(Layer):
         heads_out = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)),
                                (b, -1, self.num_heads * self.value_dim))
         out_kernel = self.params["attention_output/kernel"]
-        y = heads_out @ xp.reshape(out_kernel, (-1, out_kernel.shape[-1]))
+        y = kernels.matmul(xp.reshape(heads_out, (-1, heads_out.shape[-1])),
+                           xp.reshape(out_kernel, (-1, out_kernel.shape[-1])))
         if self.use_bias:
             y = y + self.params["attention_output/bias"]
         y = xp.reshape(y, tuple(query.shape[:-1]) + (out_kernel.shape[-1],))
@@ -278,11 +280,12 @@ class MultiHeadAttention(Layer):
             dy = xp.zeros(tuple(xq.shape[:-1]) + (width,), dtype=xq.dtype, device=xq.device)
         dy2 = xp.reshape(dy, (-1, width))
         h2 = xp.reshape(ctx.heads_out, (-1, ctx.heads_out.shape[-1]))
-        self.grads["attention_output/kernel"] += xp.reshape(h2.mT @ dy2, out_kernel.shape)
+        dkernel, dheads = kernels.matmuls((h2.mT, dy2),
+                                          (dy2, xp.reshape(out_kernel, (-1, width)).mT))
+        self.grads["attention_output/kernel"] += xp.reshape(dkernel, out_kernel.shape)
         if self.use_bias:
             self.grads["attention_output/bias"] += xp.sum(dy2, axis=0)
-        dheads = xp.reshape(dy2 @ xp.reshape(out_kernel, (-1, width)).mT,
-                            (b, -1, self.num_heads, self.value_dim))
+        dheads = xp.reshape(dheads, (b, -1, self.num_heads, self.value_dim))
         if dscores is not None:
             t = ctx.attn.q.shape[2]
             dscores = xp.reshape(dscores, (b, self.num_heads, t, -1))
@@ -304,10 +307,12 @@ class MultiHeadAttention(Layer):
         d2 = xp.reshape(xp.permute_dims(dh, (0, 2, 1, 3)), (-1, heads * size))
         x2 = xp.reshape(x, (-1, width))
         kernel = self.params[f"{name}/kernel"]
-        self.grads[f"{name}/kernel"] += xp.reshape(x2.mT @ d2, kernel.shape)
+        dkernel, dx = kernels.matmuls((x2.mT, d2),
+                                      (d2, xp.reshape(kernel, (width, heads * size)).mT))
+        self.grads[f"{name}/kernel"] += xp.reshape(dkernel, kernel.shape)
         if self.use_bias:
             self.grads[f"{name}/bias"] += xp.reshape(xp.sum(d2, axis=0), (heads, size))
-        return xp.reshape(d2 @ xp.reshape(kernel, (width, heads * size)).mT, x.shape)
+        return xp.reshape(dx, x.shape)
 
     def get_config(self):
         return {
