@@ -30,6 +30,46 @@ BQ = 128
 BK = 512
 
 
+@numba.njit(inline="always", **_OPTIONS)
+def _fast_exp(x):
+    """``exp(x)`` for ``x <= 0`` without a library call, so the loops over a block vectorise
+    (Numba's ``math.exp`` is a scalar call: 1.9 ns an element against 0.66 here, 128 x 512
+    block): ``exp(x / 256) ** 256`` with ``exp(y)`` by its degree-9 Taylor polynomial on
+    ``[-0.341, 0]``, in float64 (relative error < 2e-9, below float32's rounding); 0 below
+    -87.34, where float32 underflows. Used for float32 blocks; float64 keeps ``math.exp``."""
+    y = max(x, -87.34) * (1.0 / 256.0)
+    p = 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120 + y * (
+        1.0 / 720 + y * (1.0 / 5040 + y * (1.0 / 40320 + y * (1.0 / 362880)))))))))
+    for _ in range(8):
+        p = p * p
+    return p if x >= -87.34 else 0.0
+
+
+@_njit
+def _exp_rows(s, shift, fast):
+    """``s[r, c] = exp(s[r, c] - shift[r])`` in place (``fast``: :func:`_fast_exp`)."""
+    nq, nk = s.shape
+    if fast:
+        for r in range(nq):
+            top = shift[r]
+            for c in range(nk):
+                s[r, c] = _fast_exp(s[r, c] - top)
+    else:
+        for r in range(nq):
+            top = shift[r]
+            for c in range(nk):
+                s[r, c] = math.exp(s[r, c] - top)
+
+
+@numba.njit(fastmath=True, cache=True, nogil=True)
+def _row_sum(s, r):
+    """``sum(s[r])`` with reassociation allowed (vectorised; the terms are >= 0)."""
+    total = 0.0
+    for c in range(s.shape[1]):
+        total += s[r, c]
+    return total
+
+
 @_njit
 def _mask_block(s, i0, j0, b, ab, kvm, qm, am, flags, causal, scale):
     """Scale raw scores block ``s`` in place and set the scores of hidden keys to -inf
@@ -75,21 +115,19 @@ def _scores(s, i0, j0, b, ab, bh, kvm, qm, am, flags, causal, scale, seed, thres
     _mask_block(s, i0, j0, b, ab, kvm, qm, am, flags, causal, scale)
     nq, nk = s.shape
     alpha = np.ones(nq, dtype=s.dtype)
+    shift = np.zeros(nq, dtype=s.dtype)
     for r in range(nq):
         top = m[r]
         for c in range(nk):
             top = max(top, s[r, c])
         if top == -np.inf:
-            s[r, :] = 0.0
+            s[r, :] = -np.inf  # nothing visible yet: exp gives 0
             continue
         alpha[r] = math.exp(m[r] - top)
-        m[r] = top
-        total = 0.0
-        for c in range(nk):
-            p = math.exp(s[r, c] - top)
-            total += p
-            s[r, c] = p
-        row_sum[r] = row_sum[r] * alpha[r] + total
+        m[r] = shift[r] = top
+    _exp_rows(s, shift, s.itemsize == 4)  # float32
+    for r in range(nq):
+        row_sum[r] = row_sum[r] * alpha[r] + _row_sum(s, r)
     if threshold > 0:
         _drop(s, i0, j0, bh, seed, threshold, inv_keep)
     return alpha
@@ -137,10 +175,8 @@ def _grad_block(s, dp, i0, j0, b, ab, bh, kvm, qm, am, flags, causal, scale, see
     (for dv) and ``dp`` becomes ``ds = p * (dp_kept - delta)`` (for dq and dk)."""
     _mask_block(s, i0, j0, b, ab, kvm, qm, am, flags, causal, scale)
     nq, nk = s.shape
-    for r in range(nq):
-        top = lse[i0 + r]
-        for c in range(nk):
-            s[r, c] = math.exp(s[r, c] - top)  # hidden: exp(-inf) = 0; empty row: lse = inf
+    # hidden: exp(-inf) = 0; an empty row has lse = inf
+    _exp_rows(s, lse[i0:i0 + nq], s.itemsize == 4)  # float32
     if threshold > 0:
         _drop(dp, i0, j0, bh, seed, threshold, inv_keep)
         for r in range(nq):
