@@ -312,3 +312,23 @@ def test_keras_package_imports():
                  "losses", "metrics", "saving", "initializers", "regularizers",
                  "activations", "applications", "datasets"):
         assert hasattr(keras, name), name
+
+
+def test_graphs_with_multi_output_nodes_keywords_and_dict_outputs_save_and_load(tmp_path):
+    inp = keras.Input(shape=(4,))
+    h = layers.Dense(5)(inp)
+    enc = keras.Model(inp, [layers.Dense(2, name="mu")(h), layers.Dense(2, name="lv")(h)])
+    x = keras.Input(shape=(4,))
+    a, b = enc(x)
+    d = layers.Dropout(0.3)(layers.Add()([a, b]), training=True)  # a keyword in the node
+    model = keras.Model(x, {"out": layers.Dense(1)(d), "a": a})
+    model.compile("adam", loss={"out": "mse", "a": "mse"})
+    xx = np.random.default_rng(0).random((8, 4)).astype("float32")
+    model.fit(xx, {"out": xx[:, :1], "a": xx[:, :2]}, verbose=0)
+    model.save(tmp_path / "f.xpnet")
+    loaded = keras.models.load_model(tmp_path / "f.xpnet")
+    np.testing.assert_array_equal(loaded.predict(xx, verbose=0)["a"],
+                                  model.predict(xx, verbose=0)["a"])
+    again = keras.models.model_from_json(model.to_json())
+    assert again.count_params() == keras.models.clone_model(model).count_params() == \
+        model.count_params()

@@ -38,6 +38,11 @@ class Optimizer:
 
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None, **kwargs):
+        keras_only = sorted(set(kwargs) & {"use_ema", "ema_momentum", "ema_overwrite_frequency",
+                                           "loss_scale_factor", "gradient_accumulation_steps"})
+        if keras_only:
+            raise NotImplementedError(f"{type(self).__name__}: Keras's {', '.join(keras_only)} "
+                                      "is not implemented in xpnet yet")
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected argument(s) {sorted(kwargs)}")
         if clipnorm is not None and global_clipnorm is not None:
@@ -115,6 +120,18 @@ class Optimizer:
                     p -= (lr * self.weight_decay) * p
         for g, p in pairs:
             self.update_step(g, p, lr, self._slots_for(p))
+
+    def scale_loss(self, loss):
+        """The loss (and its gradient) as the training step should differentiate it:
+        unchanged here; :class:`xpnet.mixed_precision.LossScaleOptimizer` scales it."""
+        return loss
+
+    def check_model(self, model):
+        """Refuse, at compile, a model this optimizer cannot train (none here)."""
+
+    def check_step(self, ctx):
+        """Refuse a training step this optimizer cannot apply (none here); ``ctx`` is the
+        model's forward context."""
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keep some variables out of the weight decay, as Keras: the arrays in
@@ -338,7 +355,7 @@ def get(identifier):
 
 
 # Keras 3 optimizers xpnet does not have yet: asking for one says so.
-_NOT_YET = ("Adafactor", "LossScaleOptimizer", "Muon")
+_NOT_YET = ("Adafactor", "Muon")
 
 
 def _not_yet(name):

@@ -20,6 +20,7 @@ import re
 from xpnet import activations
 from xpnet import initializers
 from xpnet import kernels
+from xpnet import mixed_precision
 from xpnet import regularizers
 from xpnet.backend import get_backend
 from xpnet.engine import calls
@@ -109,7 +110,9 @@ class Layer:
                 f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}"
             )
         self.name = name or unique_name(_snake(type(self).__name__))
-        self.dtype = _dtype_name(dtype or "float32")
+        # a Keras dtype policy (mixed precision): weights in its variable dtype
+        self.dtype_policy = mixed_precision.get(dtype)
+        self.dtype = _dtype_name(self.dtype_policy.variable_dtype)
         self._dtype_given = dtype is not None  # else: a sublayer takes its owner's dtype
         self._trainable = bool(trainable)
         self.params, self.grads, self.regularizers = {}, {}, {}
@@ -219,7 +222,8 @@ class Layer:
         backend = self.backend
         xp = backend.xp
         dt = getattr(xp, _dtype_name(dtype or self.dtype))
-        value = initializers.get(initializer or "glorot_uniform")(shape, dt, backend)
+        # robust (#11): a weight whose value a file supplies skips its initializer
+        value = initializers.initial_value(initializer or "glorot_uniform", shape, dt, backend)
         self.params[name] = xp.asarray(value, dtype=dt, copy=True)
         if trainable:
             self._trainable_names.append(name)
@@ -457,7 +461,8 @@ class Layer:
 
     # -- configuration -----------------------------------------------------------------
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": self.dtype_policy.name}
         if self._input_shape_arg is not None:
             config["input_shape"] = self._input_shape_arg
         if self.activity_regularizer is not None:

@@ -28,7 +28,8 @@ class InputLayer(Layer):
             raise ValueError(f"{self.name}: shape must hold positive ints or None, got {shape}")
         self.shape, self.batch_size = shape, batch_size
         node = Node(self)
-        node.outputs = KerasTensor((batch_size,) + shape, self.dtype, node, 0, name=self.name)
+        node.outputs = KerasTensor((batch_size,) + shape, self.dtype_policy.compute_dtype, node,
+                                   0, name=self.name)
         self._inbound_nodes.append(node)
 
     def forward(self, x, training=False):
