@@ -132,7 +132,9 @@ __all__ += ["Embedding", "Masking", "GRU", "LSTM", "SimpleRNN"]
 from xpnet.layers.attention import GroupedQueryAttention  # noqa: E402
 from xpnet.layers.attention import MultiHeadAttention  # noqa: E402
 
-__all__ += ["GroupedQueryAttention", "MultiHeadAttention"]
+GroupQueryAttention = GroupedQueryAttention  # Keras 3 exports the class under this name
+
+__all__ += ["GroupQueryAttention", "GroupedQueryAttention", "MultiHeadAttention"]
 from xpnet.layers.attention_dot import AdditiveAttention  # noqa: E402
 from xpnet.layers.attention_dot import Attention  # noqa: E402
 

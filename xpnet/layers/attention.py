@@ -8,7 +8,6 @@ matrix unless ``return_attention_scores`` asks for it.
 """
 
 import math
-import random
 from typing import NamedTuple
 
 from xpnet import initializers
@@ -21,25 +20,6 @@ from xpnet.layers.base import Layer
 from xpnet.utils import next_seed
 
 __all__ = ["MultiHeadAttention", "GroupedQueryAttention", "combine_masks"]
-
-
-class SeedStream:
-    """Per-call dropout seeds for the fused kernel (host ints, so no device sync), with the
-    ``get_state``/``set_state`` of a layer's generator (saved with the model)."""
-
-    def __init__(self, seed):
-        self._random = random.Random(seed)
-
-    def next(self):
-        return self._random.getrandbits(62)
-
-    def get_state(self):
-        version, internal, gauss = self._random.getstate()
-        return {"kind": "python", "state": [version, list(internal), gauss]}
-
-    def set_state(self, state):
-        version, internal, gauss = state["state"]
-        self._random.setstate((version, tuple(internal), gauss))
 
 
 def combine_masks(xp, query_mask=None, value_mask=None, key_mask=None):
@@ -176,7 +156,7 @@ class MultiHeadAttention(Layer):
                                        ("value", value[-1], hk, self.value_dim)):
             self._dense(name, (dim, heads, size), (heads, size))
         self._dense("attention_output", (self.num_heads, self.value_dim, out), (out,))
-        self._rng = SeedStream(self._seed)
+        self._rng = self.backend.rng(self._seed, host=True)  # host ints: the kernel's seeds
 
     def _dense(self, name, kernel_shape, bias_shape):
         self.add_weight(name=f"{name}/kernel", shape=kernel_shape,
@@ -235,7 +215,7 @@ class MultiHeadAttention(Layer):
             t, s = math.prod(query.shape[1:-1]), math.prod(value.shape[1:-1])
             full = xp.reshape(xp.astype(attention_mask, xp.bool), (-1, t, s))
         drop = self.dropout if training else 0.0
-        seed = self._rng.next() if drop > 0 else 0
+        seed = self._rng.host_int(1 << 62) if drop > 0 else 0
         o, weights, actx = fused.attention(
             q, k, v, scale=1.0 / math.sqrt(self.key_dim), kv_mask=self._flat_mask(xp, kvm, b),
             q_mask=self._flat_mask(xp, qm, b), mask=full, causal=use_causal_mask,
