@@ -32,6 +32,11 @@ def _signatures(f):
         "_rmsprop": (v, v, v, v, v, boolean, boolean, float64, float64, float64, float64),
         "_sgd": (v, v, v, boolean, boolean, float64, float64),
         "_adagrad": (v, v, v, float64, float64),
+        "_cuda_scatter._scatter_add_rows": (m, int64[:], m),
+        "_cuda_recurrent._lstm_forward": (m, m, m, m, boolean[:], m, m, m),
+        "_cuda_recurrent._lstm_backward": (m, m, m, m, m, boolean[:], m),
+        "_cuda_recurrent._gru_forward": (m, m, m, boolean[:], m, m),
+        "_cuda_recurrent._gru_backward": (m, m, m, boolean[:], m, m),
         # kernels/_cuda_optim.py
         "_nadam": (v, v, v, v) + (float64,) * 7,
         "_adamax": (v, v, v, v) + (float64,) * 4,
@@ -61,10 +66,16 @@ def nvvm():
 @pytest.mark.parametrize("dtype", [types.float32, types.float64], ids=str)
 @pytest.mark.parametrize("name", list(_signatures(types.float32)))
 def test_kernel_compiles_for_sm80(nvvm, name, dtype):
-    from xpnet.kernels import _cuda
-    from xpnet.kernels import _cuda_optim
+    import importlib
 
-    kernel = getattr(_cuda, name, None) or getattr(_cuda_optim, name)
+    module, _, attr = name.rpartition(".")
+    if module:
+        kernel = getattr(importlib.import_module(f"xpnet.kernels.{module}"), attr)
+    else:
+        from xpnet.kernels import _cuda
+        from xpnet.kernels import _cuda_optim
+
+        kernel = getattr(_cuda, name, None) or getattr(_cuda_optim, name)
     ptx, _ = cuda.compile_ptx(kernel.py_func, _signatures(dtype)[name], cc=(8, 0))
     assert ".entry" in ptx and "sm_80" in ptx
 

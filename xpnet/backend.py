@@ -164,6 +164,13 @@ class RNG:
         a = self._gen.integers(low, high, size=tuple(shape), dtype=np.int64)
         return a if self._native else self.backend.asarray(a)
 
+    def host_int(self, high):
+        """One Python int from ``[0, high)``: a seed for a kernel that hashes its own random
+        numbers (attention dropout). Drawn on the host, with no device work, by a generator
+        made with ``host=True`` (a CuPy generator would make the caller wait for the GPU)."""
+        self._calls += 1
+        return int(self._gen.integers(0, high))
+
 
 def _state_ints(state):
     """The non-negative integers in a (nested) state snapshot, as entropy for reseeding."""

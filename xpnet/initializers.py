@@ -27,6 +27,7 @@ __all__ = [
     "HeNormal",
     "LecunUniform",
     "LecunNormal",
+    "Orthogonal",
     "get",
     "initial_value",
     "supplied",
@@ -200,6 +201,39 @@ LecunUniform = _preset("LecunUniform", 1.0, "fan_in", "uniform",
 LecunNormal = _preset("LecunNormal", 1.0, "fan_in", "truncated_normal",
                       "LeCun normal (truncated): stddev ``sqrt(1 / fan_in)``.")
 
+class Orthogonal(_Random):
+    """A (semi-)orthogonal matrix times ``gain``: Q of the QR decomposition of a normal
+    draw, columns signed by ``diag(R)`` (Keras's Orthogonal; recurrent kernels' default).
+    Shapes of rank > 2 are flattened to ``(prod(shape[:-1]), shape[-1])``.
+
+    Parameters
+    ----------
+    gain : float, default=1.0
+    seed : int or None
+    """
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = gain
+
+    def __call__(self, shape, dtype, backend):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal: needs a shape of rank >= 2, got shape={shape}")
+        xp = backend.xp
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = self._rng(backend).normal((max(rows, cols), min(rows, cols)), xp.float64)
+        q, r = xp.linalg.qr(a)
+        d = xp.linalg.diagonal(r) if hasattr(xp.linalg, "diagonal") else xp.diagonal(r)
+        q = q * xp.sign(d)[None, :]
+        if rows < cols:
+            q = q.mT
+        return xp.astype(xp.reshape(q * self.gain, shape), dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "gain": self.gain}
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant,
     "random_normal": RandomNormal, "random_uniform": RandomUniform,
@@ -208,6 +242,7 @@ _BY_NAME = {
     "xavier_uniform": GlorotUniform, "xavier_normal": GlorotNormal,
     "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+    "uniform": RandomUniform, "normal": RandomNormal, "orthogonal": Orthogonal,
 }
 _BY_NAME.update({cls.__name__: cls for cls in set(_BY_NAME.values())})
 

@@ -6,8 +6,8 @@ from xpnet.data_feed import PyDataset
 from xpnet.data_feed import Sequence
 from xpnet.progbar import Progbar
 
-__all__ = ["set_random_seed", "next_seed", "to_categorical", "PyDataset", "Sequence",
-           "Progbar"]
+__all__ = ["set_random_seed", "next_seed", "to_categorical", "pad_sequences", "PyDataset",
+           "Sequence", "Progbar"]
 
 _SEEDS = random.Random()
 
@@ -52,3 +52,53 @@ def to_categorical(y, num_classes=None):
     n = num_classes if num_classes is not None else int(xp.max(y)) + 1
     classes = xp.arange(n, dtype=xp.int64, device=backend.device)
     return xp.astype(y[..., None] == classes, xp.float64)
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
+                  value=0.0):
+    """Sequences of different lengths as one NumPy array ``(n, maxlen, ...)``, as
+    ``keras.utils.pad_sequences``.
+
+    Parameters
+    ----------
+    sequences : list of sequences
+        Each a list (or array) of ids, or of equally shaped feature vectors.
+    maxlen : int, default=None
+        Length of the output; the longest sequence's by default.
+    dtype : str, default="int32"
+    padding : {"pre", "post"}, default="pre"
+        Pad before or after each sequence.
+    truncating : {"pre", "post"}, default="pre"
+        Drop values from the start or the end of sequences longer than ``maxlen``.
+    value : float, default=0.0
+        The padding value.
+    """
+    from xpnet.backend import get_backend
+
+    if not hasattr(sequences, "__len__"):
+        raise ValueError(f"pad_sequences: `sequences` must be iterable. Received: "
+                         f"sequences={sequences!r}")
+    for arg, v in (("padding", padding), ("truncating", truncating)):
+        if v not in ("pre", "post"):
+            raise ValueError(f'pad_sequences: {arg} type "{v}" not understood; expected '
+                             f'"pre" or "post"')
+    xp = get_backend("cpu").xp
+    seqs = [xp.asarray(s) for s in sequences]
+    lengths = [int(s.shape[0]) if s.ndim else 1 for s in seqs]
+    if maxlen is None:
+        maxlen = max(lengths, default=0)
+    sample_shape = next((tuple(s.shape[1:]) for s in seqs if s.ndim and s.shape[0]), ())
+    out = xp.full((len(seqs), maxlen) + sample_shape, value, dtype=getattr(xp, dtype))
+    for i, s in enumerate(seqs):
+        if not s.ndim or not s.shape[0] or maxlen == 0:
+            continue  # an empty sequence stays all padding
+        s = s[-maxlen:] if truncating == "pre" else s[:maxlen]
+        if tuple(s.shape[1:]) != sample_shape:
+            raise ValueError(f"pad_sequences: shape of sample {tuple(s.shape[1:])} of "
+                             f"sequence {i} differs from the expected {sample_shape}")
+        n = s.shape[0]
+        if padding == "post":
+            out[i, :n, ...] = xp.astype(s, out.dtype)
+        else:
+            out[i, maxlen - n:, ...] = xp.astype(s, out.dtype)
+    return out

@@ -10,13 +10,13 @@ MISSING = {
         constraints preprocessing backend tree config dtype_policies wrappers
         StatelessScope Function Operation device name_scope RematScope
         remat"""),
-    "layers": _SPLIT("""AdditiveAttention AlphaDropout Attention AutoContrast
+    "layers": _SPLIT("""AlphaDropout AutoContrast
         CategoryEncoding ConvLSTM1D ConvLSTM2D ConvLSTM3D Discretization EinsumDense
-        Embedding Equalization FlaxLayer GRU GRUCell GroupQueryAttention HashedCrossing
-        Hashing InputSpec IntegerLookup JaxLayer LSTM LSTMCell Masking MelSpectrogram MixUp
-        MultiHeadAttention Pipeline RNN RandAugment RandomBrightness RandomColorDegeneration
+        Equalization FlaxLayer GRUCell HashedCrossing
+        Hashing InputSpec IntegerLookup JaxLayer LSTMCell MelSpectrogram MixUp
+        Pipeline RNN RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomGrayscale RandomHeight RandomHue RandomPosterization
-        RandomSaturation RandomSharpness RandomShear RandomWidth STFTSpectrogram SimpleRNN
+        RandomSaturation RandomSharpness RandomShear RandomWidth STFTSpectrogram
         SimpleRNNCell Solarization SpectralNormalization StackedRNNCells StringLookup
         TFSMLayer TextVectorization TimeDistributed Bidirectional TorchModuleWrapper
         Wrapper"""),
@@ -50,8 +50,8 @@ MISSING = {
     "activations": _SPLIT("""mish glu hard_silu hard_swish hard_tanh log_sigmoid celu
         sparsemax squareplus soft_shrink hard_shrink tanh_shrink threshold sparse_plus
         sparse_sigmoid"""),
-    "initializers": _SPLIT("""Orthogonal OrthogonalInitializer Identity
-        IdentityInitializer STFT STFTInitializer orthogonal identity stft"""),
+    "initializers": _SPLIT("""Identity
+        IdentityInitializer STFT STFTInitializer identity stft"""),
     "regularizers": _SPLIT("OrthogonalRegularizer orthogonal_regularizer"),
     "random": _SPLIT("beta gamma binomial"),
     "saving": _SPLIT("""CustomObjectScope custom_object_scope deserialize_keras_object

@@ -124,3 +124,32 @@ from xpnet.layers.detection import RoIAlign  # noqa: E402
 from xpnet.layers.detection import RoIPool  # noqa: E402
 
 __all__ += ["RoIAlign", "RoIPool"]
+# Embedding, masking and recurrent layers (issue 12).
+from xpnet.layers.embedding import Embedding  # noqa: E402
+from xpnet.layers.embedding import Masking  # noqa: E402
+from xpnet.layers.recurrent import GRU  # noqa: E402
+from xpnet.layers.recurrent import LSTM  # noqa: E402
+from xpnet.layers.recurrent import SimpleRNN  # noqa: E402
+
+__all__ += ["Embedding", "Masking", "GRU", "LSTM", "SimpleRNN"]
+
+# Attention and Transformers (issue 13).
+from xpnet.layers.attention import GroupedQueryAttention  # noqa: E402
+from xpnet.layers.attention import MultiHeadAttention  # noqa: E402
+
+GroupQueryAttention = GroupedQueryAttention  # Keras 3 exports the class under this name
+
+__all__ += ["GroupQueryAttention", "GroupedQueryAttention", "MultiHeadAttention"]
+from xpnet.layers.attention_dot import AdditiveAttention  # noqa: E402
+from xpnet.layers.attention_dot import Attention  # noqa: E402
+
+__all__ += ["AdditiveAttention", "Attention"]
+from xpnet.layers.position import PositionEmbedding  # noqa: E402
+from xpnet.layers.position import RotaryEmbedding  # noqa: E402
+from xpnet.layers.position import SinePositionEncoding  # noqa: E402
+from xpnet.layers.position import TokenAndPositionEmbedding  # noqa: E402
+from xpnet.layers.transformer import TransformerDecoder  # noqa: E402
+from xpnet.layers.transformer import TransformerEncoder  # noqa: E402
+
+__all__ += ["PositionEmbedding", "RotaryEmbedding", "SinePositionEncoding",
+            "TokenAndPositionEmbedding", "TransformerDecoder", "TransformerEncoder"]

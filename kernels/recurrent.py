@@ -1,0 +1,171 @@
+"""LSTM and GRU cell steps, one dispatch point each: the gates, the state update, their
+derivatives and the mask in one pass (``numba.njit`` on NumPy from ``_cpu_recurrent.py``,
+``numba.cuda`` on CuPy from ``_cuda_recurrent.py``), with the array-API composition below as
+the fallback for every other namespace, for other activations, and as the test oracle.
+
+A recurrent layer keeps its sequence in time-major buffers that it allocates once per call
+(``gates (T, B, k*units)``, states ``(T + 1, B, units)`` with the initial state at 0); each
+step function reads step ``t`` of them and writes step ``t`` (``t + 1`` for states). The
+recurrent product ``h_{t-1} @ recurrent_kernel`` stays with the caller (one matrix product a
+step); the input projection of every step is one product before the loop.
+
+Masks: ``mask`` is None or a bool ``(T, B)`` array; a row whose mask is False at step ``t``
+carries its state through (Keras's ``backend.rnn``) and passes its gradient straight back.
+"""
+
+import importlib
+
+from array_api_compat import is_cupy_namespace
+from array_api_compat import is_numpy_namespace
+
+from xpnet.backend import namespace
+from xpnet.kernels import activation as _act
+from xpnet.kernels import activation_grad as _act_grad
+from xpnet.kernels import enabled
+
+__all__ = ["lstm_forward_step", "lstm_backward_step", "gru_forward_step",
+           "gru_backward_step", "fused"]
+
+_MODULES = {}
+
+
+def _load(name):
+    mod = _MODULES.get(name)
+    if mod is None:
+        mod = _MODULES[name] = importlib.import_module(f"xpnet.kernels._{name}_recurrent")
+    return mod
+
+
+def fused(xp, activation, recurrent_activation):
+    """"cpu", "cuda" or None: the kernel module for these arrays and activations (the
+    kernels are written for Keras's defaults, tanh and sigmoid)."""
+    if not enabled() or activation != "tanh" or recurrent_activation != "sigmoid":
+        return None
+    if is_numpy_namespace(xp):
+        return "cpu"
+    if is_cupy_namespace(xp):
+        return "cuda"
+    return None
+
+
+def _mask_t(xp, mask, t, like):
+    if mask is not None:
+        return mask[t]
+    return xp.ones((like.shape[0],), dtype=xp.bool)
+
+
+def _where(m, new, old):
+    return new if m is None else _namespace(new).where(m[:, None], new, old)
+
+
+def _namespace(a):
+    return namespace(a)
+
+
+# -- LSTM ------------------------------------------------------------------------------
+def lstm_forward_step(t, xz, rz, mask, gates, cs, hs, activation="tanh",
+                      recurrent_activation="sigmoid"):
+    """Step ``t``: ``[i, f, g, o] = [ra, ra, a, ra](xz[t] + rz)``,
+    ``c = f c_{t-1} + i g``, ``h = o a(c)``; writes ``gates[t]``, ``cs[t+1]``, ``hs[t+1]``.
+
+    ``xz (T, B, 4u)`` holds ``x_t @ kernel + bias`` for every step, ``rz (B, 4u)`` is
+    ``h_{t-1} @ recurrent_kernel``.
+    """
+    xp = namespace(rz)
+    route = fused(xp, activation, recurrent_activation)
+    if route is not None:
+        return _load(route).lstm_forward(xz[t], rz, cs[t], hs[t], _mask_t(xp, mask, t, rz),
+                                         gates[t], cs[t + 1], hs[t + 1])
+    u = cs.shape[-1]
+    z = xz[t, ...] + rz
+    i, f, o = (_act(recurrent_activation, z[:, k * u:(k + 1) * u]) for k in (0, 1, 3))
+    g = _act(activation, z[:, 2 * u:3 * u])
+    c_prev, h_prev = cs[t, ...], hs[t, ...]
+    c = f * c_prev + i * g
+    h = o * _act(activation, c)
+    m = None if mask is None else mask[t, ...]
+    gates[t, ...] = xp.concat([i, f, g, o], axis=-1)
+    cs[t + 1, ...] = _where(m, c, c_prev)
+    hs[t + 1, ...] = _where(m, h, h_prev)
+
+
+def lstm_backward_step(t, dh, dc, mask, gates, cs, dz, activation="tanh",
+                       recurrent_activation="sigmoid"):
+    """Step ``t`` backwards: from ``dh = dL/dh_t`` and ``dc = dL/dc_t`` writes ``dz[t]``
+    (the pre-activations' gradient) and returns ``(dh_direct, dc_prev)``: the part of
+    ``dL/dh_{t-1}`` that skips the recurrent product (all of ``dh`` on masked rows) and
+    ``dL/dc_{t-1}``. ``dh`` and ``dc`` may be overwritten."""
+    xp = namespace(dh)
+    route = fused(xp, activation, recurrent_activation)
+    if route is not None:
+        _load(route).lstm_backward(dh, dc, gates[t], cs[t + 1], cs[t],
+                                   _mask_t(xp, mask, t, dh), dz[t])
+        return dh, dc
+    u = cs.shape[-1]
+    gt = gates[t, ...]
+    i, f, g, o = (gt[:, k * u:(k + 1) * u] for k in range(4))
+    c, c_prev = cs[t + 1, ...], cs[t, ...]
+    m = None if mask is None else mask[t, ...][:, None]
+    dh_in = dh if m is None else xp.where(m, dh, 0.0)
+    dc_in = dc if m is None else xp.where(m, dc, 0.0)
+    tc = _act(activation, c)
+    dct = dc_in + _act_grad(activation, dh_in * o, tc)
+    parts = [_act_grad(recurrent_activation, dct * g, i),
+             _act_grad(recurrent_activation, dct * c_prev, f),
+             _act_grad(activation, dct * i, g),
+             _act_grad(recurrent_activation, dh_in * tc, o)]
+    dz[t, ...] = xp.concat(parts, axis=-1)
+    dc_prev = dct * f
+    if m is None:
+        return xp.zeros_like(dh), dc_prev
+    return xp.where(m, 0.0, dh), dc_prev + xp.where(m, 0.0, dc)
+
+
+# -- GRU (reset_after=True) ------------------------------------------------------------
+def gru_forward_step(t, xz, rz, mask, gates, hs, activation="tanh",
+                     recurrent_activation="sigmoid"):
+    """Step ``t`` of Keras's ``reset_after=True`` GRU: ``z = ra(xz_z + rz_z)``,
+    ``r = ra(xz_r + rz_r)``, ``hh = a(xz_h + r rz_h)``, ``h = z h_{t-1} + (1 - z) hh``;
+    ``rz = h_{t-1} @ recurrent_kernel + recurrent_bias``. Writes ``gates[t] = [z, r, hh,
+    rz_h]`` and ``hs[t+1]``."""
+    xp = namespace(rz)
+    route = fused(xp, activation, recurrent_activation)
+    if route is not None:
+        return _load(route).gru_forward(xz[t], rz, hs[t], _mask_t(xp, mask, t, rz), gates[t],
+                                        hs[t + 1])
+    u = hs.shape[-1]
+    x = xz[t, ...]
+    z = _act(recurrent_activation, x[:, :u] + rz[:, :u])
+    r = _act(recurrent_activation, x[:, u:2 * u] + rz[:, u:2 * u])
+    rh = rz[:, 2 * u:]
+    hh = _act(activation, x[:, 2 * u:] + r * rh)
+    h_prev = hs[t, ...]
+    h = z * h_prev + (1.0 - z) * hh
+    gates[t, ...] = xp.concat([z, r, hh, rh], axis=-1)
+    hs[t + 1, ...] = _where(None if mask is None else mask[t, ...], h, h_prev)
+
+
+def gru_backward_step(t, dh, mask, gates, hs, dxz, drz, activation="tanh",
+                      recurrent_activation="sigmoid"):
+    """Step ``t`` backwards: writes ``dxz[t]`` (gradient of the input part ``xz``) and
+    ``drz[t]`` (of ``rz``) and returns the part of ``dL/dh_{t-1}`` that skips the recurrent
+    product. ``dh`` may be overwritten."""
+    xp = namespace(dh)
+    route = fused(xp, activation, recurrent_activation)
+    if route is not None:
+        _load(route).gru_backward(dh, gates[t], hs[t], _mask_t(xp, mask, t, dh), dxz[t],
+                                  drz[t])
+        return dh
+    u = hs.shape[-1]
+    gt = gates[t, ...]
+    z, r, hh, rh = (gt[:, k * u:(k + 1) * u] for k in range(4))
+    h_prev = hs[t, ...]
+    m = None if mask is None else mask[t, ...][:, None]
+    dh_in = dh if m is None else xp.where(m, dh, 0.0)
+    dah = _act_grad(activation, dh_in * (1.0 - z), hh)
+    daz = _act_grad(recurrent_activation, dh_in * (h_prev - hh), z)
+    dar = _act_grad(recurrent_activation, dah * rh, r)
+    dxz[t, ...] = xp.concat([daz, dar, dah], axis=-1)
+    drz[t, ...] = xp.concat([daz, dar, dah * r], axis=-1)
+    direct = dh_in * z
+    return direct if m is None else direct + xp.where(m, 0.0, dh)

@@ -1,0 +1,247 @@
+"""SimpleRNN, LSTM and GRU with Keras 3's arguments, weight layouts and gate orders.
+
+Weights (as Keras): ``kernel (features, k*units)``, ``recurrent_kernel (units, k*units)``,
+``bias (k*units,)``; the gate blocks are ``i, f, c, o`` (LSTM) and ``z, r, h`` (GRU), and a
+``reset_after=True`` GRU (the default) has ``bias (2, 3*units)``: input bias, then recurrent
+bias. See :mod:`xpnet.layers.recurrent_base` for the loop and the masks.
+"""
+
+from xpnet import initializers
+from xpnet.kernels import activation as _act
+from xpnet.kernels import activation_grad as _act_grad
+from xpnet.kernels import recurrent as rk
+from xpnet.layers.recurrent_base import RecurrentBase
+
+__all__ = ["SimpleRNN", "LSTM", "GRU"]
+
+
+def _empty(xp, shape, like):
+    from array_api_compat import device
+
+    return xp.empty(shape, dtype=like.dtype, device=device(like))
+
+
+class SimpleRNN(RecurrentBase):
+    """Fully connected recurrence, ``h_t = activation(x_t @ kernel + h_{t-1} @
+    recurrent_kernel + bias)``; Keras's arguments (no ``recurrent_activation``)."""
+
+    def __init__(self, units, activation="tanh", **kwargs):
+        kwargs.pop("recurrent_activation", None)
+        super().__init__(units, activation=activation, recurrent_activation=None, **kwargs)
+
+    def run(self, xp, xz, states0, m, rec):
+        t, b = xz.shape[0], xz.shape[1]
+        hs = _empty(xp, (t + 1, b, self.units), xz)
+        hs[0, ...] = states0[0]
+        u_w = self.params["recurrent_kernel"]
+        for s in range(t):
+            h_prev = hs[s, ...]
+            h = _act(self.activation, xz[s, ...] + self.recur(xp, h_prev, u_w, rec))
+            hs[s + 1, ...] = h if m is None else xp.where(m[s, ...][:, None], h, h_prev)
+        return {"hs": hs, "finals": [hs[t, ...]]}
+
+    def run_backward(self, xp, ctx, dseq, d_finals):
+        hs, m, rec = ctx["hs"], ctx["m"], ctx["rec_masks"]
+        t = hs.shape[0] - 1
+        u_w = self.params["recurrent_kernel"]
+        dxz = _empty(xp, (t,) + tuple(hs.shape[1:]), hs)
+        (dh,) = self._state_grads(xp, d_finals, hs[0, ...])
+        for s in range(t - 1, -1, -1):
+            if dseq is not None:
+                dh = dh + dseq[s, ...]
+            keep = None if m is None else m[s, ...][:, None]
+            dz = _act_grad(self.activation, dh if keep is None else xp.where(keep, dh, 0.0),
+                           hs[s + 1, ...])
+            dxz[s, ...] = dz
+            dh = self.recur_grad_h(xp, dz, u_w, rec) + (0.0 if keep is None else
+                                                        xp.where(keep, 0.0, dh))
+        if "recurrent_kernel" in self.grads:
+            self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
+                                                                     rec, dxz)
+        return dxz, [dh]
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("recurrent_activation")
+        return config
+
+
+class LSTM(RecurrentBase):
+    """Long short-term memory: ``[i, f, g, o] = [σ, σ, tanh, σ](x_t W + h_{t-1} U + b)``,
+    ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)`` (Keras's ``activation`` replaces tanh
+    and ``recurrent_activation`` σ). ``unit_forget_bias`` starts the forget bias at 1."""
+
+    gates = 4
+    n_states = 2
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def bias_init(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        return _UnitForgetBias(self.bias_initializer, self.units)
+
+    def run(self, xp, xz, states0, m, rec):
+        t, b, u = xz.shape[0], xz.shape[1], self.units
+        hs, cs = _empty(xp, (t + 1, b, u), xz), _empty(xp, (t + 1, b, u), xz)
+        gates = _empty(xp, (t, b, 4 * u), xz)
+        hs[0, ...], cs[0, ...] = states0[0], states0[1]
+        u_w = self.params["recurrent_kernel"]
+        for s in range(t):
+            rz = self.recur(xp, hs[s, ...], u_w, rec)
+            rk.lstm_forward_step(s, xz, rz, m, gates, cs, hs, self.activation,
+                                 self.recurrent_activation)
+        return {"hs": hs, "cs": cs, "gates": gates, "finals": [hs[t, ...], cs[t, ...]]}
+
+    def run_backward(self, xp, ctx, dseq, d_finals):
+        hs, cs, gates, m, rec = ctx["hs"], ctx["cs"], ctx["gates"], ctx["m"], ctx["rec_masks"]
+        t = gates.shape[0]
+        u_w = self.params["recurrent_kernel"]
+        dz = xp.empty_like(gates)
+        dh, dc = self._state_grads(xp, d_finals, hs[0, ...])
+        for s in range(t - 1, -1, -1):
+            if dseq is not None:
+                dh = dh + dseq[s, ...]
+            dh, dc = rk.lstm_backward_step(s, dh, dc, m, gates, cs, dz, self.activation,
+                                           self.recurrent_activation)
+            dh = dh + self.recur_grad_h(xp, dz[s, ...], u_w, rec)
+        if "recurrent_kernel" in self.grads:
+            self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
+                                                                     rec, dz)
+        return dz, [dh, dc]
+
+    def get_config(self):
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+class _UnitForgetBias(initializers.Initializer):
+    """Keras's LSTM bias at ``unit_forget_bias``: the initializer's values with the forget
+    block set to 1."""
+
+    def __init__(self, inner, units):
+        self.inner, self.units = inner, units
+
+    def __call__(self, shape, dtype, backend):
+        xp, u = backend.xp, self.units
+        parts = [self.inner((u,), dtype, backend), xp.ones((u,), dtype=dtype,
+                                                           device=backend.device),
+                 self.inner((2 * u,), dtype, backend)]
+        return xp.concat([xp.asarray(p, dtype=dtype) for p in parts])
+
+
+class GRU(RecurrentBase):
+    """Gated recurrent unit (Keras 3): ``z, r = σ(x W_{z,r} + h U_{z,r} + b)``,
+    ``hh = tanh(x W_h + r (h U_h + b_h'))`` with ``reset_after=True`` (the default; bias
+    ``(2, 3*units)``: input then recurrent), or ``tanh(x W_h + (r h) U_h + b_h)`` with
+    ``reset_after=False`` (bias ``(3*units,)``); ``h_t = z h_{t-1} + (1 - z) hh``."""
+
+    gates = 3
+
+    def __init__(self, units, reset_after=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.reset_after = bool(reset_after)
+
+    def bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def run(self, xp, xz, states0, m, rec):
+        if not self.reset_after:
+            return self._run_before(xp, xz, states0, m, rec)
+        t, b, u = xz.shape[0], xz.shape[1], self.units
+        hs, gates = _empty(xp, (t + 1, b, u), xz), _empty(xp, (t, b, 4 * u), xz)
+        hs[0, ...] = states0[0]
+        u_w, bias = self.params["recurrent_kernel"], self.params.get("bias")
+        for s in range(t):
+            rz = self.recur(xp, hs[s, ...], u_w, rec)
+            if bias is not None:
+                rz = rz + bias[1, ...]
+            rk.gru_forward_step(s, xz, rz, m, gates, hs, self.activation,
+                                self.recurrent_activation)
+        return {"hs": hs, "gates": gates, "finals": [hs[t, ...]]}
+
+    def run_backward(self, xp, ctx, dseq, d_finals):
+        if not self.reset_after:
+            return self._backward_before(xp, ctx, dseq, d_finals)
+        hs, gates, m, rec = ctx["hs"], ctx["gates"], ctx["m"], ctx["rec_masks"]
+        t, b, u = gates.shape[0], gates.shape[1], self.units
+        u_w = self.params["recurrent_kernel"]
+        dxz, drz = _empty(xp, (t, b, 3 * u), gates), _empty(xp, (t, b, 3 * u), gates)
+        (dh,) = self._state_grads(xp, d_finals, hs[0, ...])
+        for s in range(t - 1, -1, -1):
+            if dseq is not None:
+                dh = dh + dseq[s, ...]
+            dh = rk.gru_backward_step(s, dh, m, gates, hs, dxz, drz, self.activation,
+                                      self.recurrent_activation)
+            dh = dh + self.recur_grad_h(xp, drz[s, ...], u_w, rec)
+        if "recurrent_kernel" in self.grads:
+            self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
+                                                                     rec, drz)
+        if "bias" in self.grads:
+            self.grads["bias"][1, ...] += xp.sum(xp.reshape(drz, (t * b, 3 * u)), axis=0)
+        return dxz, [dh]
+
+    # reset_after=False: the reset gate scales h before its product, so the step needs two
+    # products; it runs as the array-API composition.
+    def _rec_masks(self, rec):
+        if rec is None:
+            return None, None
+        if rec.shape[0] == 1:
+            return rec, rec[0, ...]
+        return rec[:2, ...], rec[2, ...]
+
+    def _run_before(self, xp, xz, states0, m, rec):
+        t, b, u = xz.shape[0], xz.shape[1], self.units
+        hs, gates = _empty(xp, (t + 1, b, u), xz), _empty(xp, (t, b, 3 * u), xz)
+        rhs = _empty(xp, (t, b, u), xz)
+        hs[0, ...] = states0[0]
+        u_w = self.params["recurrent_kernel"]
+        rec_zr, rec_h = self._rec_masks(rec)
+        for s in range(t):
+            h_prev, x = hs[s, ...], xz[s, ...]
+            a = self.recur(xp, h_prev, u_w[:, :2 * u], rec_zr)
+            z = _act(self.recurrent_activation, x[:, :u] + a[:, :u])
+            r = _act(self.recurrent_activation, x[:, u:2 * u] + a[:, u:])
+            rh = r * (h_prev if rec_h is None else h_prev * rec_h)
+            hh = _act(self.activation, x[:, 2 * u:] + rh @ u_w[:, 2 * u:])
+            h = z * h_prev + (1.0 - z) * hh
+            hs[s + 1, ...] = h if m is None else xp.where(m[s, ...][:, None], h, h_prev)
+            gates[s, ...] = xp.concat([z, r, hh], axis=-1)
+            rhs[s, ...] = rh
+        return {"hs": hs, "gates": gates, "rhs": rhs, "finals": [hs[t, ...]]}
+
+    def _backward_before(self, xp, ctx, dseq, d_finals):
+        hs, gates, rhs, m = ctx["hs"], ctx["gates"], ctx["rhs"], ctx["m"]
+        t, b, u = gates.shape[0], gates.shape[1], self.units
+        u_w = self.params["recurrent_kernel"]
+        rec_zr, rec_h = self._rec_masks(ctx["rec_masks"])
+        dxz = _empty(xp, (t, b, 3 * u), gates)
+        (dh,) = self._state_grads(xp, d_finals, hs[0, ...])
+        for s in range(t - 1, -1, -1):
+            if dseq is not None:
+                dh = dh + dseq[s, ...]
+            g, h_prev = gates[s, ...], hs[s, ...]
+            z, r, hh = g[:, :u], g[:, u:2 * u], g[:, 2 * u:]
+            keep = None if m is None else m[s, ...][:, None]
+            dh_in = dh if keep is None else xp.where(keep, dh, 0.0)
+            dah = _act_grad(self.activation, dh_in * (1.0 - z), hh)
+            daz = _act_grad(self.recurrent_activation, dh_in * (h_prev - hh), z)
+            drh = dah @ u_w[:, 2 * u:].mT
+            hm = h_prev if rec_h is None else h_prev * rec_h
+            dar = _act_grad(self.recurrent_activation, drh * hm, r)
+            dzr = xp.concat([daz, dar], axis=-1)
+            dxz[s, ...] = xp.concat([dzr, dah], axis=-1)
+            dhm = drh * r
+            dh = (dh_in * z + (dhm if rec_h is None else dhm * rec_h)
+                  + self.recur_grad_h(xp, dzr, u_w[:, :2 * u], rec_zr)
+                  + (0.0 if keep is None else xp.where(keep, 0.0, dh)))
+        if "recurrent_kernel" in self.grads:
+            d_zr = self.recur_grad_kernel(xp, hs[:-1, ...], u_w[:, :2 * u], rec_zr,
+                                          dxz[..., :2 * u])
+            d_h = xp.reshape(rhs, (t * b, u)).mT @ xp.reshape(dxz[..., 2 * u:], (t * b, u))
+            self.grads["recurrent_kernel"] += xp.concat([d_zr, d_h], axis=-1)
+        return dxz, [dh]
+
+    def get_config(self):
+        return {**super().get_config(), "reset_after": self.reset_after}
