@@ -94,3 +94,11 @@ from xpnet.layers.recurrent import LSTM  # noqa: E402
 from xpnet.layers.recurrent import SimpleRNN  # noqa: E402
 
 __all__ += ["Embedding", "Masking", "GRU", "LSTM", "SimpleRNN"]
+
+from xpnet.layers.rnn import RNN  # noqa: E402
+from xpnet.layers.rnn import GRUCell  # noqa: E402
+from xpnet.layers.rnn import LSTMCell  # noqa: E402
+from xpnet.layers.rnn import SimpleRNNCell  # noqa: E402
+from xpnet.layers.rnn import StackedRNNCells  # noqa: E402
+
+__all__ += ["RNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "StackedRNNCells"]

@@ -10,9 +10,10 @@ from xpnet import initializers
 from xpnet.kernels import activation as _act
 from xpnet.kernels import activation_grad as _act_grad
 from xpnet.kernels import recurrent as rk
+from xpnet.layers.recurrent_base import CellCore
 from xpnet.layers.recurrent_base import RecurrentBase
 
-__all__ = ["SimpleRNN", "LSTM", "GRU"]
+__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleMath", "LSTMMath", "GRUMath"]
 
 
 def _empty(xp, shape, like):
@@ -21,13 +22,8 @@ def _empty(xp, shape, like):
     return xp.empty(shape, dtype=like.dtype, device=device(like))
 
 
-class SimpleRNN(RecurrentBase):
-    """Fully connected recurrence, ``h_t = activation(x_t @ kernel + h_{t-1} @
-    recurrent_kernel + bias)``; Keras's arguments (no ``recurrent_activation``)."""
-
-    def __init__(self, units, activation="tanh", **kwargs):
-        kwargs.pop("recurrent_activation", None)
-        super().__init__(units, activation=activation, recurrent_activation=None, **kwargs)
+class SimpleMath(CellCore):
+    """``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``."""
 
     def run(self, xp, xz, states0, m, rec):
         t, b = xz.shape[0], xz.shape[1]
@@ -60,23 +56,28 @@ class SimpleRNN(RecurrentBase):
                                                                      rec, dxz)
         return dxz, [dh]
 
-    def get_config(self):
-        config = super().get_config()
+    def cell_config(self):
+        config = super().cell_config()
         config.pop("recurrent_activation")
         return config
 
 
-class LSTM(RecurrentBase):
-    """Long short-term memory: ``[i, f, g, o] = [σ, σ, tanh, σ](x_t W + h_{t-1} U + b)``,
-    ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)`` (Keras's ``activation`` replaces tanh
-    and ``recurrent_activation`` σ). ``unit_forget_bias`` starts the forget bias at 1."""
+class SimpleRNN(SimpleMath, RecurrentBase):
+    """Fully connected recurrence, ``h_t = activation(x_t @ kernel + h_{t-1} @
+    recurrent_kernel + bias)``; Keras's arguments (no ``recurrent_activation``)."""
+
+    def __init__(self, units, activation="tanh", **kwargs):
+        kwargs.pop("recurrent_activation", None)
+        super().__init__(units, activation=activation, recurrent_activation=None, **kwargs)
+
+
+class LSTMMath(CellCore):
+    """``[i, f, g, o] = [σ, σ, tanh, σ](x_t W + h_{t-1} U + b)``, ``c_t = f c_{t-1} + i g``,
+    ``h_t = o tanh(c_t)``, in Keras's gate order."""
 
     gates = 4
     n_states = 2
-
-    def __init__(self, units, unit_forget_bias=True, **kwargs):
-        super().__init__(units, **kwargs)
-        self.unit_forget_bias = bool(unit_forget_bias)
+    unit_forget_bias = True
 
     def bias_init(self):
         if not self.unit_forget_bias:
@@ -112,8 +113,18 @@ class LSTM(RecurrentBase):
                                                                      rec, dz)
         return dz, [dh, dc]
 
-    def get_config(self):
-        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+    def cell_config(self):
+        return {**super().cell_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+class LSTM(LSTMMath, RecurrentBase):
+    """Long short-term memory: ``[i, f, g, o] = [σ, σ, tanh, σ](x_t W + h_{t-1} U + b)``,
+    ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)`` (Keras's ``activation`` replaces tanh
+    and ``recurrent_activation`` σ). ``unit_forget_bias`` starts the forget bias at 1."""
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
 
 
 class _UnitForgetBias(initializers.Initializer):
@@ -131,17 +142,12 @@ class _UnitForgetBias(initializers.Initializer):
         return xp.concat([xp.asarray(p, dtype=dtype) for p in parts])
 
 
-class GRU(RecurrentBase):
-    """Gated recurrent unit (Keras 3): ``z, r = σ(x W_{z,r} + h U_{z,r} + b)``,
-    ``hh = tanh(x W_h + r (h U_h + b_h'))`` with ``reset_after=True`` (the default; bias
-    ``(2, 3*units)``: input then recurrent), or ``tanh(x W_h + (r h) U_h + b_h)`` with
-    ``reset_after=False`` (bias ``(3*units,)``); ``h_t = z h_{t-1} + (1 - z) hh``."""
+class GRUMath(CellCore):
+    """Keras 3's GRU: ``z, r = σ(x W_{z,r} + h U_{z,r} + b)``, ``hh = tanh(x W_h + r (h U_h +
+    b_h'))`` (``reset_after``) or ``tanh(x W_h + (r h) U_h + b_h)``, ``h = z h + (1-z) hh``."""
 
     gates = 3
-
-    def __init__(self, units, reset_after=True, **kwargs):
-        super().__init__(units, **kwargs)
-        self.reset_after = bool(reset_after)
+    reset_after = True
 
     def bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
@@ -243,5 +249,16 @@ class GRU(RecurrentBase):
             self.grads["recurrent_kernel"] += xp.concat([d_zr, d_h], axis=-1)
         return dxz, [dh]
 
-    def get_config(self):
-        return {**super().get_config(), "reset_after": self.reset_after}
+    def cell_config(self):
+        return {**super().cell_config(), "reset_after": self.reset_after}
+
+
+class GRU(GRUMath, RecurrentBase):
+    """Gated recurrent unit (Keras 3): ``z, r = σ(x W_{z,r} + h U_{z,r} + b)``,
+    ``hh = tanh(x W_h + r (h U_h + b_h'))`` with ``reset_after=True`` (the default; bias
+    ``(2, 3*units)``: input then recurrent), or ``tanh(x W_h + (r h) U_h + b_h)`` with
+    ``reset_after=False`` (bias ``(3*units,)``); ``h_t = z h_{t-1} + (1 - z) hh``."""
+
+    def __init__(self, units, reset_after=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.reset_after = bool(reset_after)
