@@ -102,3 +102,7 @@ from xpnet.layers.rnn import SimpleRNNCell  # noqa: E402
 from xpnet.layers.rnn import StackedRNNCells  # noqa: E402
 
 __all__ += ["RNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "StackedRNNCells"]
+from xpnet.layers.wrappers import Bidirectional  # noqa: E402
+from xpnet.layers.wrappers import TimeDistributed  # noqa: E402
+
+__all__ += ["Bidirectional", "TimeDistributed"]

@@ -1,0 +1,73 @@
+"""Bidirectional (every merge mode, backward_layer, masks, states) and TimeDistributed:
+float64 central differences through tests/harness_rnn.py on NumPy and strict."""
+
+import numpy as np
+import pytest
+from harness_rnn import check_call
+
+from xpnet.layers.core import Dense
+from xpnet.layers.recurrent import GRU
+from xpnet.layers.recurrent import LSTM
+from xpnet.layers.wrappers import Bidirectional
+from xpnet.layers.wrappers import TimeDistributed
+
+B, F, T = 3, 4, 7
+
+
+def _mask():
+    m = np.ones((B, T), bool)
+    m[1, 4:] = False
+    m[2, 1:] = False
+    return m
+
+
+def _x(seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (B, T, F))
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+def test_bidirectional_merge_modes(backend, merge_mode):
+    layer = Bidirectional(LSTM(5, return_sequences=True, dtype="float64"),
+                          merge_mode=merge_mode, dtype="float64")
+    layer.build_on(backend, (None, T, F))
+    ys = check_call(backend, layer, _x(), const_kwargs={"mask": backend.asarray(_mask())})
+    width = 10 if merge_mode == "concat" else 5
+    assert [tuple(y.shape) for y in ys] == ([(B, T, 5)] * 2 if merge_mode is None else
+                                            [(B, T, width)])
+    y = backend.to_numpy(ys[0])
+    assert np.all(y[~_mask()] == 0.0)  # Keras: masked steps output 0 in both directions
+    assert layer.compute_output_shape((None, T, F)) == (
+        [(None, T, 5)] * 2 if merge_mode is None else (None, T, width))
+
+
+def test_bidirectional_states_and_backward_layer(backend):
+    fwd = LSTM(5, return_state=True, dtype="float64")
+    bwd = LSTM(5, return_state=True, go_backwards=True, dtype="float64", unit_forget_bias=False)
+    layer = Bidirectional(fwd, backward_layer=bwd, dtype="float64")
+    layer.build_on(backend, (None, T, F))
+    rng = np.random.default_rng(1)
+    states = [rng.uniform(-1, 1, (B, 5)) for _ in range(4)]
+    ys = check_call(backend, layer, _x(2), {"initial_state": states},
+                    const_kwargs={"mask": backend.asarray(_mask())})
+    assert [tuple(y.shape) for y in ys] == [(B, 10)] + [(B, 5)] * 4
+    assert layer.backward_layer is bwd and layer.forward_layer is not fwd
+    config = layer.get_config()
+    clone = Bidirectional.from_config(config)
+    assert clone.get_config()["backward_layer"]["config"]["unit_forget_bias"] is False
+
+
+def test_bidirectional_gru_last_output(backend):
+    layer = Bidirectional(GRU(3, dtype="float64"), merge_mode="sum", dtype="float64")
+    layer.build_on(backend, (None, T, F))
+    check_call(backend, layer, _x(3), const_kwargs={"mask": backend.asarray(_mask())})
+    with pytest.raises(ValueError, match="merge_mode"):
+        Bidirectional(GRU(3), merge_mode="max")
+
+
+def test_time_distributed(backend):
+    layer = TimeDistributed(Dense(3, activation="tanh", dtype="float64"), dtype="float64")
+    layer.build_on(backend, (None, T, F))
+    (y,) = check_call(backend, layer, _x(4))
+    assert tuple(y.shape) == (B, T, 3) == layer.compute_output_shape((B, T, F))
+    clone = TimeDistributed.from_config(layer.get_config())
+    assert clone.layer.units == 3
