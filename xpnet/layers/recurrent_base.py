@@ -27,6 +27,11 @@ from xpnet.utils import next_seed
 __all__ = ["CellCore", "SequenceDriver", "RecurrentBase"]
 
 
+def _mm(a, b):
+    # the products over all steps: split over xpnet's threads inside fit (kernels.matmul)
+    return kernels.matmul(a, b)
+
+
 def _rate(layer, name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{layer.name}: {name} must be a float in [0, 1]. "
@@ -134,7 +139,7 @@ class CellCore:
         t, b, f = xt.shape
         if masks is None or masks.shape[0] == 1:
             xm = xt if masks is None else xt * masks[0, None, ...]
-            return xp.reshape(xp.reshape(xm, (t * b, f)) @ kernel, (t, b, kernel.shape[1]))
+            return xp.reshape(_mm(xp.reshape(xm, (t * b, f)), kernel), (t, b, kernel.shape[1]))
         parts = [xp.reshape(xp.reshape(xt * masks[g, None, ...], (t * b, f)) @ w, (t, b, -1))
                  for g, w in enumerate(self._blocks(kernel, masks.shape[0]))]
         return xp.concat(parts, axis=-1)
@@ -145,10 +150,10 @@ class CellCore:
         d2 = xp.reshape(dxz, (t * b, dxz.shape[-1]))
         if masks is None or masks.shape[0] == 1:
             xm = xt if masks is None else xt * masks[0, None, ...]
-            dw = xp.reshape(xm, (t * b, f)).mT @ d2
+            dw = _mm(xp.reshape(xm, (t * b, f)).mT, d2)
             if not need_dx:
                 return dw, None
-            dx = xp.reshape(d2 @ kernel.mT, (t, b, f))
+            dx = xp.reshape(_mm(d2, kernel.mT), (t, b, f))
             return dw, (dx if masks is None else dx * masks[0, None, ...])
         n = masks.shape[0]
         dws, dx = [], None
@@ -187,7 +192,7 @@ class CellCore:
         d2 = xp.reshape(drs, (t * b, drs.shape[-1]))
         if masks is None or masks.shape[0] == 1:
             hm = hs_prev if masks is None else hs_prev * masks[0, None, ...]
-            return xp.reshape(hm, (t * b, u)).mT @ d2
+            return _mm(xp.reshape(hm, (t * b, u)).mT, d2)
         n = masks.shape[0]
         return xp.concat([xp.reshape(hs_prev * masks[g, None, ...], (t * b, u)).mT @ dg
                           for g, dg in enumerate(self._blocks(d2, n))], axis=-1)
