@@ -8,7 +8,9 @@ and the same with ``GRU`` / ``nn.GRU``. Each round trains a fresh model of each
 configuration in its own process for ``--epochs`` epochs and keeps the median of epochs
 2..N; rounds alternate the configurations so all see the same machine load. Reports the
 medians and [min-max] over rounds, the per-round ratios to PyTorch, and test accuracies.
-PyTorch runs on ``--threads`` threads (2); xpnet as ``fit`` runs it.
+PyTorch runs on ``--threads`` threads (2), and in the ``*_1t`` configurations on one
+(on a shared machine its two OpenMP threads can lose 10x to a busy second core); xpnet as
+``fit`` runs it.
 
 ``profile``: where an xpnet LSTM training step spends its time (cProfile over
 ``train_on_batch``, grouped: recurrent products, fused cell kernels, input products and
@@ -31,9 +33,14 @@ from common import mnist_split  # noqa: E402
 from common import summarize  # noqa: E402
 from common import write_json  # noqa: E402
 
-CONFIGS = {"xpnet_lstm": ("xpnet", "LSTM"), "torch_lstm": ("torch", "LSTM"),
-           "xpnet_gru": ("xpnet", "GRU"), "torch_gru": ("torch", "GRU")}
-BASELINE = {"xpnet_lstm": "torch_lstm", "xpnet_gru": "torch_gru"}
+# name: (library, cell, threads: None for --threads)
+CONFIGS = {"xpnet_lstm": ("xpnet", "LSTM", None), "torch_lstm": ("torch", "LSTM", None),
+           "torch_lstm_1t": ("torch", "LSTM", 1),
+           "xpnet_gru": ("xpnet", "GRU", None), "torch_gru": ("torch", "GRU", None),
+           "torch_gru_1t": ("torch", "GRU", 1)}
+# (xpnet configuration, PyTorch configuration) pairs whose ratio is reported
+BASELINE = [("xpnet_lstm", "torch_lstm"), ("xpnet_lstm", "torch_lstm_1t"),
+            ("xpnet_gru", "torch_gru"), ("xpnet_gru", "torch_gru_1t")]
 
 
 def _rows(data):
@@ -94,7 +101,8 @@ def run_torch(data, cell, epochs, batch, seed):
 
 
 def _worker(name, epochs, batch, seed, threads):
-    lib, cell = CONFIGS[name]
+    lib, cell, own = CONFIGS[name]
+    threads = own or threads
     data = mnist_split(flat=False)
     if lib == "torch":
         import torch
@@ -134,7 +142,7 @@ def bench_epoch(rounds, epochs, batch, names, threads):
                          "ms_per_step": s["median"] / (8000 / batch) * 1e3}
         print(f"  {name:11s} {fmt(s)} s/epoch ({results[name]['ms_per_step']:.1f} ms/step), "
               f"test accuracy after {epochs} epochs {fmt(summarize(accs[name]))}")
-    for name, base in BASELINE.items():
+    for name, base in BASELINE:
         if name in names and base in names:
             ratios = [a / b for a, b in zip(medians[name], medians[base])]
             results[f"ratio_{name}_vs_{base}"] = summarize(ratios)
