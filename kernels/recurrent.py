@@ -22,9 +22,10 @@ from xpnet.backend import namespace
 from xpnet.kernels import activation as _act
 from xpnet.kernels import activation_grad as _act_grad
 from xpnet.kernels import enabled
+from xpnet.kernels import threads
 
 __all__ = ["lstm_forward_step", "lstm_backward_step", "gru_forward_step",
-           "gru_backward_step", "fused"]
+           "gru_backward_step", "fused", "over_batch"]
 
 _MODULES = {}
 
@@ -46,6 +47,22 @@ def fused(xp, activation, recurrent_activation):
     if is_cupy_namespace(xp):
         return "cuda"
     return None
+
+
+# Rows per thread below which the recurrence is not split (each step's product shrinks).
+_MIN_ROWS = 16
+
+
+def over_batch(xp, batch, fn, activation="tanh", recurrent_activation="sigmoid"):
+    """``fn(i, j)`` over ranges of batch rows, which are independent through the whole
+    recurrence: on NumPy with the fused kernels and several of xpnet's threads (inside
+    ``fit``), the ranges run side by side, each loop with its own products and kernels on
+    ``[:, i:j]`` views of the time-major buffers; elsewhere ``fn(None, None)`` once (the
+    whole batch, no views). Returns the list of results in row order."""
+    if fused(xp, activation, recurrent_activation) == "cpu" and threads.count() > 1 and \
+            batch >= 2 * _MIN_ROWS:
+        return threads.run(fn, batch, min_chunk=_MIN_ROWS)
+    return [fn(None, None)]
 
 
 def _mask_t(xp, mask, t, like):

@@ -16,6 +16,14 @@ from xpnet.layers.recurrent_base import RecurrentBase
 __all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleMath", "LSTMMath", "GRUMath"]
 
 
+def _rows(i, j, *arrays):
+    """``a[:, i:j]`` of each array (rows of a time-major buffer, or of a dropout mask), or
+    the arrays themselves for ``i`` None; None stays None."""
+    if i is None:
+        return arrays
+    return tuple(None if a is None else a[:, i:j] for a in arrays)
+
+
 def _empty(xp, shape, like):
     from array_api_compat import device
 
@@ -90,10 +98,14 @@ class LSTMMath(CellCore):
         gates = _empty(xp, (t, b, 4 * u), xz)
         hs[0, ...], cs[0, ...] = states0[0], states0[1]
         u_w = self.params["recurrent_kernel"]
-        for s in range(t):
-            rz = self.recur(xp, hs[s, ...], u_w, rec)
-            rk.lstm_forward_step(s, xz, rz, m, gates, cs, hs, self.activation,
-                                 self.recurrent_activation)
+
+        def loop(i, j):
+            xz_, gates_, cs_, hs_, m_, rec_ = _rows(i, j, xz, gates, cs, hs, m, rec)
+            for s in range(t):
+                rz = self.recur(xp, hs_[s, ...], u_w, rec_)
+                rk.lstm_forward_step(s, xz_, rz, m_, gates_, cs_, hs_, self.activation,
+                                     self.recurrent_activation)
+        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation)
         return {"hs": hs, "cs": cs, "gates": gates, "finals": [hs[t, ...], cs[t, ...]]}
 
     def run_backward(self, xp, ctx, dseq, d_finals):
@@ -101,13 +113,23 @@ class LSTMMath(CellCore):
         t = gates.shape[0]
         u_w = self.params["recurrent_kernel"]
         dz = xp.empty_like(gates)
-        dh, dc = self._state_grads(xp, d_finals, hs[0, ...])
-        for s in range(t - 1, -1, -1):
-            if dseq is not None:
-                dh = dh + dseq[s, ...]
-            dh, dc = rk.lstm_backward_step(s, dh, dc, m, gates, cs, dz, self.activation,
-                                           self.recurrent_activation)
-            dh = dh + self.recur_grad_h(xp, dz[s, ...], u_w, rec)
+        dh0, dc0 = self._state_grads(xp, d_finals, hs[0, ...])
+
+        def loop(i, j):
+            dz_, gates_, cs_, m_, rec_, dseq_ = _rows(i, j, dz, gates, cs, m, rec, dseq)
+            dh, dc = _rows(i, j, dh0[None, ...], dc0[None, ...])
+            dh, dc = dh[0, ...], dc[0, ...]
+            for s in range(t - 1, -1, -1):
+                if dseq_ is not None:
+                    dh = dh + dseq_[s, ...]
+                dh, dc = rk.lstm_backward_step(s, dh, dc, m_, gates_, cs_, dz_,
+                                               self.activation, self.recurrent_activation)
+                dh = dh + self.recur_grad_h(xp, dz_[s, ...], u_w, rec_)
+            return dh, dc
+        parts = rk.over_batch(xp, gates.shape[1], loop, self.activation,
+                              self.recurrent_activation)
+        dh, dc = (xp.concat([p[k] for p in parts], axis=0) if len(parts) > 1 else parts[0][k]
+                  for k in (0, 1))
         if "recurrent_kernel" in self.grads:
             self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
                                                                      rec, dz)
@@ -159,12 +181,16 @@ class GRUMath(CellCore):
         hs, gates = _empty(xp, (t + 1, b, u), xz), _empty(xp, (t, b, 4 * u), xz)
         hs[0, ...] = states0[0]
         u_w, bias = self.params["recurrent_kernel"], self.params.get("bias")
-        for s in range(t):
-            rz = self.recur(xp, hs[s, ...], u_w, rec)
-            if bias is not None:
-                rz = rz + bias[1, ...]
-            rk.gru_forward_step(s, xz, rz, m, gates, hs, self.activation,
-                                self.recurrent_activation)
+
+        def loop(i, j):
+            xz_, gates_, hs_, m_, rec_ = _rows(i, j, xz, gates, hs, m, rec)
+            for s in range(t):
+                rz = self.recur(xp, hs_[s, ...], u_w, rec_)
+                if bias is not None:
+                    rz = rz + bias[1, ...]
+                rk.gru_forward_step(s, xz_, rz, m_, gates_, hs_, self.activation,
+                                    self.recurrent_activation)
+        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation)
         return {"hs": hs, "gates": gates, "finals": [hs[t, ...]]}
 
     def run_backward(self, xp, ctx, dseq, d_finals):
@@ -174,13 +200,22 @@ class GRUMath(CellCore):
         t, b, u = gates.shape[0], gates.shape[1], self.units
         u_w = self.params["recurrent_kernel"]
         dxz, drz = _empty(xp, (t, b, 3 * u), gates), _empty(xp, (t, b, 3 * u), gates)
-        (dh,) = self._state_grads(xp, d_finals, hs[0, ...])
-        for s in range(t - 1, -1, -1):
-            if dseq is not None:
-                dh = dh + dseq[s, ...]
-            dh = rk.gru_backward_step(s, dh, m, gates, hs, dxz, drz, self.activation,
-                                      self.recurrent_activation)
-            dh = dh + self.recur_grad_h(xp, drz[s, ...], u_w, rec)
+        (dh0,) = self._state_grads(xp, d_finals, hs[0, ...])
+
+        def loop(i, j):
+            dxz_, drz_, gates_, hs_, m_, rec_, dseq_ = _rows(i, j, dxz, drz, gates, hs, m, rec,
+                                                             dseq)
+            (dh,) = _rows(i, j, dh0[None, ...])
+            dh = dh[0, ...]
+            for s in range(t - 1, -1, -1):
+                if dseq_ is not None:
+                    dh = dh + dseq_[s, ...]
+                dh = rk.gru_backward_step(s, dh, m_, gates_, hs_, dxz_, drz_, self.activation,
+                                          self.recurrent_activation)
+                dh = dh + self.recur_grad_h(xp, drz_[s, ...], u_w, rec_)
+            return dh
+        parts = rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation)
+        dh = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
         if "recurrent_kernel" in self.grads:
             self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
                                                                      rec, drz)

@@ -294,6 +294,12 @@ class SequenceDriver:
     def _output_size(self):
         return self.cores()[-1].units
 
+    def macs(self, input_shape):
+        """Multiply-adds per sample: every step multiplies by every kernel once."""
+        steps = input_shape[1] or 1
+        return steps * sum(c.count_params() for c in self.cores()) if self.cores() else \
+            steps * self.count_params()
+
     def compute_mask(self, x, mask=None):
         out = mask if self.return_sequences else None
         return [out] + [None] * self._n_states() if self.return_state else out
