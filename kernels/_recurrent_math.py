@@ -1,9 +1,9 @@
-"""Scalar math of the LSTM and GRU cells, written once and compiled by the Numba CPU
-kernels and the CUDA kernels. ``make_cells(tanh, sigmoid)`` builds the cell functions
-around the given (compiled) nonlinearities: exact ones (``math.tanh``, an overflow-free
-sigmoid) for CUDA and float64, and on the CPU in float32 a branch-free rational tanh that
-LLVM vectorizes (Numba's ``math.exp``/``math.tanh`` are scalar libm calls without SVML:
-an LSTM step at batch 64, 128 units took 620 us with them, about 40 us with this).
+"""Scalar math of the LSTM and GRU cells for the Numba kernels. ``make_cells(tanh,
+sigmoid)`` builds the per-element cell functions the CUDA kernels run (exact ``math.tanh``
+and an overflow-free sigmoid). The CPU kernels (``_cpu_recurrent``) run the same equations
+as row loops, with ``tanh_rational`` in float32: a branch-free rational tanh that LLVM
+vectorizes (Numba's ``math.exp``/``math.tanh`` are scalar libm calls here, no SVML: an LSTM
+step at batch 64, 128 units took 620 us with them, about 30 us with this).
 
 A masked row (``m`` False) carries its state through: its outputs are the previous state
 and its gradient passes straight to the previous step.
