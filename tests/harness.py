@@ -96,7 +96,7 @@ def check_layer(backend, cls, kwargs, input_shape, expected_output_shape=None,
     check_gradients(backend, layer64, x_host, r, multi, training, rng)
 
     # (4) two calls: gradients add up
-    if twice and layer64.grads:
+    if twice and any(h.grads for h in layer64._all_layers()):
         _check_accumulation(backend, layer64, draw(), draw(), r, multi, training)
     return layer
 
@@ -126,7 +126,7 @@ def check_gradients(backend, layer, xs_host, r_host, multi, training, rng, holde
     default the layer itself.
     """
     xp = backend.xp
-    holders = holders or [layer]
+    holders = holders or [h for h in layer._all_layers() if h.grads] or [layer]
     r = backend.asarray(r_host, dtype=xp.float64)
     for h in holders:
         h.zero_grads()
@@ -165,18 +165,23 @@ def _check_accumulation(backend, layer, xs1, xs2, r_host, multi, training):
     r = backend.asarray(r_host, dtype=xp.float64)
     state = _rng_state(layer)
     single = []
+    holders = [h for h in layer._all_layers() if h.grads]
+
+    def grads():
+        return {(id(h), k): backend.to_numpy(g).copy() for h in holders
+                for k, g in h.grads.items()}
     for xs in (xs1, xs2):
         layer.zero_grads()
         _, ctx = _forward64(backend, layer, xs, multi, training, state)
         layer.backward(ctx, r)
-        single.append({k: backend.to_numpy(g).copy() for k, g in layer.grads.items()})
+        single.append(grads())
     layer.zero_grads()
     _, c1 = _forward64(backend, layer, xs1, multi, training, state)
     _, c2 = _forward64(backend, layer, xs2, multi, training, state)
     layer.backward(c2, r)
     layer.backward(c1, r)
-    for k, g in layer.grads.items():
-        np.testing.assert_allclose(backend.to_numpy(g), single[0][k] + single[1][k],
+    for key, g in grads().items():
+        np.testing.assert_allclose(g, single[0][key] + single[1][key],
                                    rtol=1e-10, atol=1e-12,
                                    err_msg=f"{layer.name}: gradients of two calls must add")
 

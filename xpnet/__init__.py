@@ -23,7 +23,9 @@ from xpnet import initializers  # noqa: E402
 from xpnet import layers  # noqa: E402
 from xpnet import losses  # noqa: E402
 from xpnet import metrics  # noqa: E402
+from xpnet import ops  # noqa: E402
 from xpnet import optimizers  # noqa: E402
+from xpnet import random  # noqa: E402
 from xpnet import regularizers  # noqa: E402
 from xpnet import saving  # noqa: E402
 from xpnet import schedules  # noqa: E402
@@ -31,6 +33,8 @@ from xpnet import utils  # noqa: E402
 from xpnet.backend import BackendUnavailableError  # noqa: E402
 from xpnet.backend import get_backend  # noqa: E402
 from xpnet.backend import set_backend  # noqa: E402
+from xpnet.engine.tape import GradientTape  # noqa: E402
+from xpnet.engine.variables import Variable  # noqa: E402
 from xpnet.layers import Input  # noqa: E402
 from xpnet.models import Model  # noqa: E402
 from xpnet.models import Sequential  # noqa: E402
@@ -40,8 +44,8 @@ from xpnet.training import NonFiniteLossError  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "Input", "Model", "NonFiniteLossError", "Sequential",
-    "activations", "applications", "callbacks", "datasets", "get_backend", "initializers",
-    "layers", "losses", "load_model", "metrics", "optimizers", "regularizers", "saving",
-    "schedules", "set_backend", "utils",
+    "BackendUnavailableError", "GradientTape", "Input", "Model", "NonFiniteLossError",
+    "Sequential", "Variable", "activations", "applications", "callbacks", "datasets",
+    "get_backend", "initializers", "layers", "losses", "load_model", "metrics", "ops",
+    "optimizers", "random", "regularizers", "saving", "schedules", "set_backend", "utils",
 ]

@@ -6,7 +6,7 @@ to a kernel name plus its parameter, and differentiate it with the fused
 """
 
 from xpnet import kernels
-from xpnet.backend import namespace
+from xpnet.ops.nn import activation as _op
 
 __all__ = [
     "get",
@@ -42,62 +42,62 @@ def linear(x):
 
 def relu(x):
     """Rectified linear unit, ``max(x, 0)``."""
-    return kernels.activation("relu", x)
+    return _op("relu", x)
 
 
 def relu6(x):
     """``min(max(x, 0), 6)``."""
-    return kernels.activation("relu6", x)
+    return _op("relu6", x)
 
 
 def leaky_relu(x, negative_slope=0.2):
     """``x`` for positive inputs, ``negative_slope * x`` otherwise."""
-    return kernels.activation("leaky_relu", x, negative_slope)
+    return _op("leaky_relu", x, negative_slope)
 
 
 def elu(x, alpha=1.0):
     """Exponential linear unit, ``x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``."""
-    return kernels.activation("elu", x, alpha)
+    return _op("elu", x, alpha)
 
 
 def selu(x):
     """Scaled ELU with the self-normalising constants of Klambauer et al. (2017)."""
-    return kernels.activation("selu", x)
+    return _op("selu", x)
 
 
 def gelu(x, approximate=False):
     """Gaussian error linear unit, ``x * Phi(x)``; the tanh approximation if ``approximate``."""
-    return kernels.activation("gelu_tanh" if approximate else "gelu", x)
+    return _op("gelu_tanh" if approximate else "gelu", x)
 
 
 def sigmoid(x):
     """Logistic function, ``1 / (1 + exp(-x))``."""
-    return kernels.activation("sigmoid", x)
+    return _op("sigmoid", x)
 
 
 def hard_sigmoid(x):
     """Piecewise-linear sigmoid, ``clip(x / 6 + 1 / 2, 0, 1)`` (Keras 3)."""
-    return kernels.activation("hard_sigmoid", x)
+    return _op("hard_sigmoid", x)
 
 
 def tanh(x):
     """Hyperbolic tangent."""
-    return kernels.activation("tanh", x)
+    return _op("tanh", x)
 
 
 def softplus(x):
     """``log(1 + exp(x))``."""
-    return kernels.activation("softplus", x)
+    return _op("softplus", x)
 
 
 def softsign(x):
     """``x / (1 + |x|)``."""
-    return kernels.activation("softsign", x)
+    return _op("softsign", x)
 
 
 def silu(x):
     """Sigmoid linear unit (swish), ``x * sigmoid(x)``."""
-    return kernels.activation("silu", x)
+    return _op("silu", x)
 
 
 swish = silu
@@ -105,15 +105,13 @@ swish = silu
 
 def exponential(x):
     """``exp(x)``."""
-    return kernels.activation("exponential", x)
+    return _op("exponential", x)
 
 
 def _along_last(kind, x, axis):
-    if axis in (-1, x.ndim - 1):
-        return kernels.activation(kind, x)
-    xp = namespace(x)
-    y = kernels.activation(kind, xp.moveaxis(x, axis, -1))
-    return xp.moveaxis(y, -1, axis)
+    from xpnet.ops.nn import _along
+
+    return _along(kind, x, axis)
 
 
 def softmax(x, axis=-1):

@@ -140,6 +140,14 @@ class RNG:
         a = self._gen.random(tuple(shape), dtype=self._float_dtype(dtype)) < p
         return self._out(a, dtype if dtype is not None else np.float32)
 
+    def draws(self, n, low=0.0, high=1.0):
+        """``n`` uniform draws from ``[low, high)`` as Python floats, for a layer's small
+        per-batch parameters (angles, offsets, flips). On a ``host=True`` generator they
+        are the same numbers on every backend and cost no device round trip."""
+        self._calls += 1
+        a = self._gen.random(n) * (high - low) + low
+        return [float(v) for v in (a.get() if self._cupy else a)]
+
     def permutation(self, n):
         """A random permutation of ``range(n)`` as an int64 array on the device."""
         self._calls += 1

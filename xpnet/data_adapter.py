@@ -11,13 +11,19 @@ class DataAdapter:
     def _adapt_x(self, x, what):
         if x is None:
             raise ValueError(f"{self.name}: {what} needs input data x")
+        from xpnet.engine import calls
+
+        if self._graph is None and calls.is_call_based(self):
+            self._build_call_based(x)
         if isinstance(x, dict):
-            self._require_graph(what)
-            missing = [t.name for t in self.inputs if t.name not in x]
+            self._require_graph(what) if not getattr(self, "_specs_known", False) else None
+            tree = getattr(self, "_input_tree", None)
+            names = list(tree) if isinstance(tree, dict) else [t.name for t in self.inputs]
+            missing = [k for k in names if k not in x]
             if missing:
                 raise ValueError(f"{self.name}: input data lacks {missing}")
-            x = [x[t.name] for t in self.inputs]
-        if self._graph is None:
+            x = [x[k] for k in names]
+        if self._graph is None and not getattr(self, "_specs_known", False):
             first = x[0] if isinstance(x, (list, tuple)) else x
             self._ensure_graph((None,) + tuple(shape_of(first)[1:]))
         xs = _as_list(x, len(self.inputs), "input")
@@ -44,6 +50,9 @@ class DataAdapter:
             raise ValueError(f"{self.name}: {what} needs targets y")
         if isinstance(y, dict):
             y = [y[self._output_name(k)] for k in range(len(self.outputs))]
+        elif self._multi_out and isinstance(y, (list, tuple)) and \
+                len(y) != len(self.outputs):
+            y = [a for a in y]
         ys = _as_list(y, len(self.outputs), "target")
         backend, out = self.backend, []
         for loss, t, a in zip(self._losses, self.outputs, ys):
@@ -51,6 +60,9 @@ class DataAdapter:
                 a = backend.asarray(a)
             if a.shape[0] != n:
                 raise ValueError(f"{self.name}: {n} input samples but {a.shape[0]} targets")
+            if loss is None:
+                out.append(backend.asarray(a))
+                continue
             loss.validate(a, t.shape)
             a, xp = backend.asarray(a), backend.xp
             if loss.sparse_labels:
@@ -91,12 +103,15 @@ def _as_list(x, n, what):
 
 
 def take_batch(xp, xs, ys, sw, perm, start, batch_size):
-    """The batch starting at ``start``: a slice, or a gather by the shuffled indices."""
+    """The batch starting at ``start``: a slice, or a gather by the shuffled indices. The
+    stop is clipped to the number of samples: the array API leaves out-of-bounds slice stops
+    unspecified (array-api-strict refuses them), so a short last batch must not rely on them."""
+    stop = min(start + batch_size, xs[0].shape[0])
     if perm is None:
-        index = slice(start, start + batch_size)
+        index = slice(start, stop)
         return ([a[index, ...] for a in xs], [a[index, ...] for a in ys],
                 None if sw is None else sw[index])
-    idx = perm[start:start + batch_size]
+    idx = perm[start:stop]
     return ([xp.take(a, idx, axis=0) for a in xs], [xp.take(a, idx, axis=0) for a in ys],
             None if sw is None else xp.take(sw, idx, axis=0))
 

@@ -67,6 +67,8 @@ class Loss:
                              f"model outputs of shape {want}")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if _traced(y_true, y_pred, sample_weight):
+            return _traced_call(self, y_true, y_pred, sample_weight)
         xp = namespace(y_pred)
         y_true = self.prepare(_like(y_true, y_pred), y_pred)
         values = self.call(y_true, y_pred)
@@ -97,6 +99,92 @@ class Loss:
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _traced(*args):
+    from xpnet.engine.tape import Traced
+
+    return any(isinstance(a, Traced) or hasattr(a, "_xpnet_value") for a in args)
+
+
+def _traced_call(loss, y_true, y_pred, sample_weight):
+    """``loss(y_true, y_pred)`` as one recorded op whose VJP is the loss's own gradient."""
+    from xpnet.engine.tape import unwrap
+    from xpnet.ops.core import op
+
+    sw = None if sample_weight is None else unwrap(sample_weight)
+
+    def fn(t, p):
+        return loss(t, p, sample_weight=sw)
+
+    def vjp(dys, outs, t, p):
+        xp = namespace(p)
+        t = loss.prepare(_like(t, p), p)
+        if loss.reduction == "none":
+            g = loss.grad(t, p)
+            d = dys[0] if sw is None else dys[0] * _bcast(sw, dys[0])
+            return None, g * xp.reshape(d, tuple(d.shape) + (1,) * (p.ndim - d.ndim))
+        _, g = loss.value_and_grad(t, p, sw)
+        return None, g * dys[0]
+    return op(loss.name, fn, vjp, (y_true, y_pred))
+
+
+class LossFunctionWrapper(Loss):
+    """A loss from a function ``fn(y_true, y_pred) -> per-sample values`` written with
+    ``keras.ops``; its gradient comes from the tape."""
+
+    def __init__(self, fn, name=None, reduction="sum_over_batch_size", **kwargs):
+        super().__init__(name=name or getattr(fn, "__name__", "loss"), reduction=reduction)
+        self.fn, self.fn_kwargs = fn, kwargs
+
+    def prepare(self, y_true, y_pred):
+        return y_true
+
+    def validate(self, y_true, output_shape):
+        if y_true.shape[0] is not None and len(y_true.shape) == 0:
+            raise ValueError(f"{self.name}: targets must have a batch axis")
+
+    def call(self, y_true, y_pred):
+        from xpnet.engine.tape import unwrap
+
+        return unwrap(self.fn(y_true, y_pred, **self.fn_kwargs))
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+        from xpnet.engine.tape import Tape
+        from xpnet.engine.tape import state
+        from xpnet.engine.tape import unwrap
+
+        xp = namespace(y_pred)
+        tape = Tape()
+        p = tape.new(y_pred)
+        state().tapes.append(tape)
+        try:
+            values = self.fn(y_true, p, **self.fn_kwargs)
+            total = _reduce_traced(self, values, sample_weight)
+        finally:
+            state().tapes.remove(tape)
+        ct = tape.backprop([(total, xp.ones_like(unwrap(total)))]) \
+            if hasattr(total, "tape") and total.tape is tape else {}
+        g = ct.get(p.id)
+        return unwrap(total), xp.zeros_like(y_pred) if g is None else g
+
+    def get_config(self):
+        raise NotImplementedError(f"loss {self.name!r}: a loss function cannot be saved; "
+                                  "register a Loss subclass to save the model compiled")
+
+
+def _reduce_traced(loss, values, sample_weight):
+    from xpnet import ops
+
+    if sample_weight is not None:
+        from xpnet.engine.tape import unwrap
+
+        w = _bcast(sample_weight, unwrap(values))
+        values = ops.multiply(values, w)
+    total = ops.sum(values)
+    if loss.reduction == "sum":
+        return total
+    return ops.divide(total, max(_size(ops.shape(values)), 1))
 
 
 def _like(a, like):
@@ -475,10 +563,10 @@ def get(identifier):
         if cls is None:
             raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_BY_NAME))}")
         return cls()
-    raise ValueError(
-        f"loss {identifier!r} is not one of xpnet.losses: a custom loss needs its gradient; "
-        "subclass xpnet.losses.Loss and implement call and grad"
-    )
+    if callable(identifier):  # fn(y_true, y_pred) written with keras.ops
+        return LossFunctionWrapper(identifier)
+    raise ValueError(f"unknown loss {identifier!r}: expected a name, a Loss, or a function "
+                     "fn(y_true, y_pred)")
 
 
 def serialize(loss):

@@ -16,6 +16,21 @@ class Metric:
     #: True when the metric gives the same result on the logits of a softmax output.
     argmax_based = False
 
+    def __init_subclass__(cls, **kwargs):
+        """Metrics read plain arrays: traced values (a custom ``train_step``'s
+        predictions) are unwrapped on the way in."""
+        super().__init_subclass__(**kwargs)
+        update = cls.__dict__.get("update_state")
+        if update is not None and not getattr(update, "_unwraps", False):
+            def update_state(self, *args, _update=update, **kw):
+                from xpnet.engine.tape import unwrap
+
+                return _update(self, *[unwrap(a) for a in args],
+                               **{k: unwrap(v) for k, v in kw.items()})
+            update_state._unwraps = True
+            update_state.__doc__ = update.__doc__
+            cls.update_state = update_state
+
     def __init__(self, name=None, dtype=None):
         self.name = name or type(self).__name__.lower()
         self.dtype = dtype
@@ -179,6 +194,8 @@ def get(identifier, loss=None, output_shape=None):
     if callable(identifier) and _FUNCTIONS.get(getattr(identifier, "__name__", None)) \
             is identifier:
         return _BY_NAME[identifier.__name__]()
+    if callable(identifier) and not isinstance(identifier, str):
+        return MeanMetricWrapper(identifier)  # fn(y_true, y_pred) written with keras.ops
     if not isinstance(identifier, str):
         raise ValueError(f"unknown metric {identifier!r}")
     if identifier in ("accuracy", "acc"):

@@ -1,30 +1,71 @@
-"""Models: the functional ``Model(inputs, outputs)`` and ``Sequential``, on one engine.
+"""Models: the functional ``Model(inputs, outputs)``, ``Sequential``, and models written by
+subclassing ``Model`` with a ``call()``.
 
-A model is a graph of nodes (one per layer call) between ``Input`` tensors and outputs.
-``forward`` runs the nodes in topological order and keeps each node's ctx; ``backward`` runs
-them in reverse, adding gradients where a tensor fans out. A model is itself a layer, so
+A functional model is a graph of nodes (one per layer call) between ``Input`` tensors and
+outputs; a node may take several arguments, keyword arguments (masks, ``initial_state``)
+and give several outputs. ``forward`` runs the nodes in topological order and keeps each
+node's ctx; ``backward`` runs them in reverse, adding gradients where a tensor fans out.
+This static path is a pre-recorded tape: no per-op bookkeeping. A subclassed model runs its
+``call`` under a tape instead (:mod:`xpnet.engine.calls`). A model is itself a layer, so
 models nest (a GAN's generator and discriminator inside the combined model).
 """
 
 from xpnet.backend import get_backend
-from xpnet.layers.base import KerasTensor
+from xpnet.engine import calls
+from xpnet.engine import functional
+from xpnet.engine.node import KerasTensor
+from xpnet.engine.node import flatten
+from xpnet.engine.node import map_structure
+from xpnet.engine.node import pack_as
+from xpnet.engine.tape import unwrap
 from xpnet.layers.base import Layer
 from xpnet.layers.core import Input
 from xpnet.layers.core import InputLayer
 from xpnet.training import Trainer
 
-__all__ = ["Model", "Sequential", "Input", "load_model", "save_model"]
+__all__ = ["Model", "Sequential", "Input", "load_model", "save_model", "clone_model"]
+
+
+class _Slot:
+    """A place in the graph's value list, standing for a tensor in a node's arguments."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i):
+        self.i = i
 
 
 class _Step:
-    """One node of the compiled graph: which slots it reads and writes."""
+    """One node of the compiled graph: its layer, its arguments with slots in place of
+    tensors, and the slots of its outputs."""
 
-    __slots__ = ("layer", "ins", "out", "multi", "data_only", "fused", "nested")
+    __slots__ = ("layer", "args", "kwargs", "ins", "n_args", "kw_counts", "outs", "out_tree",
+                 "simple", "data_only", "fused", "nested", "training", "need_dx", "node")
 
-    def __init__(self, layer, ins, out, multi, data_only):
-        self.layer, self.ins, self.out, self.multi = layer, ins, out, multi
-        self.data_only, self.fused = data_only, False
-        self.nested = isinstance(layer, Model)
+    def __init__(self, node, slot, n_inputs):
+        layer = node.layer
+        self.layer, self.node = layer, node
+        kwargs = dict(node.kwargs)
+        self.training = kwargs.pop("training", None)
+
+        def to_slot(t):
+            return _Slot(slot[id(t)]) if isinstance(t, KerasTensor) else t
+        self.args = [map_structure(to_slot, a) for a in node.args]
+        self.kwargs = {k: map_structure(to_slot, v) for k, v in kwargs.items()}
+        flat_args = flatten(self.args)
+        self.n_args = len(flat_args)
+        self.kw_counts = [(k, len(flatten(v))) for k, v in self.kwargs.items()]
+        self.ins = [s.i if isinstance(s, _Slot) else None
+                    for s in flat_args + flatten(self.kwargs)]
+        self.out_tree = node.outputs
+        self.outs = [slot.setdefault(id(t), len(slot)) for t in node.flat_outputs]
+        self.simple = (len(self.args) == 1 and isinstance(self.args[0], _Slot)
+                       and not self.kwargs and isinstance(node.outputs, KerasTensor)
+                       and self.training is None)
+        self.data_only = all(i is None or i < n_inputs for i in self.ins)
+        self.fused = False
+        self.nested = isinstance(layer, Model) or calls.is_call_based(layer)
+        self.need_dx = calls.signature(layer, "backward").need_dx
 
 
 def _topological(inputs, outputs):
@@ -59,13 +100,25 @@ def _topological(inputs, outputs):
     return order
 
 
+class GraphContext:
+    """What a functional model's ``forward`` hands its ``backward``: each node's ctx, whether
+    the heads ran fused, the summed penalties (activity regularizers and added losses), the
+    activity-regularized outputs, and the outputs' Keras masks."""
+
+    __slots__ = ("ctxs", "fused", "penalty", "act", "masks")
+
+    def __init__(self, ctxs, fused, penalty, act, masks):
+        self.ctxs, self.fused, self.penalty, self.act, self.masks = \
+            ctxs, fused, penalty, act, masks
+
+
 class Model(Trainer, Layer):
-    """A functional model: ``Model(inputs, outputs)`` from tensors made by calling layers on
-    ``Input`` tensors.
+    """A model: functional, ``Model(inputs, outputs)`` from tensors made by calling layers
+    on ``Input`` tensors; or subclassed, with layers made in ``__init__`` and a ``call``.
 
     Parameters
     ----------
-    inputs, outputs : KerasTensor or list of KerasTensor
+    inputs, outputs : KerasTensor, or a list or dict of them
     backend : str or Backend, default=None
         Where the weights live: "cpu", "cuda", "auto", or None for the default
         (:func:`xpnet.set_backend`, ``$XPNET_BACKEND``, else "auto").
@@ -84,39 +137,43 @@ class Model(Trainer, Layer):
 
     # -- graph ---------------------------------------------------------------------------
     def _set_graph(self, inputs, outputs):
-        self._multi_in = isinstance(inputs, (list, tuple))
-        self._multi_out = isinstance(outputs, (list, tuple))
-        self.inputs = list(inputs) if self._multi_in else [inputs]
-        self.outputs = list(outputs) if self._multi_out else [outputs]
+        self._input_tree, self._output_tree = inputs, outputs
+        self._multi_in = not isinstance(inputs, KerasTensor)
+        self._multi_out = not isinstance(outputs, KerasTensor)
+        self.inputs, self.outputs = flatten(inputs), flatten(outputs)
         for t in self.inputs + self.outputs:
             if not isinstance(t, KerasTensor):
                 raise TypeError(f"{self.name}: inputs and outputs must be tensors from "
                                 f"keras.Input and layer calls, got {t!r}")
         nodes = _topological(self.inputs, self.outputs)
         slot = {id(t): i for i, t in enumerate(self.inputs)}
-        steps = []
-        for node in nodes:
-            ins = [slot[id(t)] for t in node.inputs]
-            out = slot.setdefault(id(node.outputs[0]), len(slot))
-            data_only = all(i < len(self.inputs) for i in ins)
-            steps.append(_Step(node.layer, ins, out, len(node.inputs) > 1, data_only))
-        self._graph = steps
+        self._graph = [_Step(node, slot, len(self.inputs)) for node in nodes]
         self._n_slots = len(slot)
         self._output_slots = [slot[id(t)] for t in self.outputs]
         input_layers = [t.node.layer for t in self.inputs if t.node is not None]
-        layers = []
-        for layer in input_layers + [s.layer for s in steps]:
-            if all(layer is not seen for seen in layers):
+        layers, seen = [], set()
+        for layer in input_layers + [s.layer for s in self._graph]:
+            if id(layer) not in seen:
+                seen.add(id(layer))
                 layers.append(layer)
         self._layers = layers
+        self._masked = any(type(s.layer).compute_mask is not Layer.compute_mask
+                           for s in self._graph)
 
     def _input_shapes_arg(self):
         shapes = [t.shape for t in self.inputs]
         return shapes if self._multi_in else shapes[0]
 
+    def _sublayers(self):
+        if self._graph is not None:
+            return [la for la in self._layers if not isinstance(la, InputLayer)]
+        return Layer._sublayers(self)
+
     @property
     def layers(self):
-        return list(self._layers) if self._graph is not None else []
+        if self._graph is not None:
+            return list(self._layers)
+        return Layer._sublayers(self)
 
     def get_layer(self, name=None, index=None):
         """A layer by name or by index in ``layers``."""
@@ -128,22 +185,32 @@ class Model(Trainer, Layer):
         raise ValueError(f"{self.name}: no layer named {name!r}; layers: "
                          f"{[la.name for la in self.layers]}")
 
-    def build(self, input_shape):
-        for step in self._graph:
-            shapes = [self._slot_shape(i) for i in step.ins]
-            step.layer.build_on(self.backend, shapes if step.multi else shapes[0])
+    @property
+    def input(self):
+        self._require_graph("model.input")
+        return self._input_tree
 
-    def _slot_shape(self, i):
-        if i < len(self.inputs):
-            return self.inputs[i].shape
+    @property
+    def output(self):
+        self._require_graph("model.output")
+        return self._output_tree
+
+    def build(self, input_shape):
+        if self._graph is None:
+            return
         for step in self._graph:
-            if step.out == i:
-                return step.layer.compute_output_shape(
-                    [self._slot_shape(j) for j in step.ins] if step.multi
-                    else self._slot_shape(step.ins[0]))
-        raise KeyError(i)
+            if step.simple:
+                step.layer.build_on(self.backend, self.inputs_shape_of(step.node.args[0]))
+            else:
+                _build_node(step.node, self.backend)
+
+    @staticmethod
+    def inputs_shape_of(arg):
+        return map_structure(lambda t: tuple(t.shape), arg)
 
     def check_input_shape(self, input_shape):
+        if self._graph is None:
+            return
         shapes = input_shape if self._multi_in else [input_shape]
         if len(shapes) != len(self.inputs):
             raise ValueError(f"{self.name}: expects {len(self.inputs)} input(s), "
@@ -155,188 +222,208 @@ class Model(Trainer, Layer):
                                  f"got {tuple(s)}")
 
     def compute_output_shape(self, input_shape):
-        shapes = [t.shape for t in self.outputs]
-        return shapes if self._multi_out else shapes[0]
+        if self._graph is None:
+            raise NotImplementedError  # a subclassed model: found by calling it
+        return map_structure(lambda t: tuple(t.shape), self._output_tree)
 
     # -- weights -------------------------------------------------------------------------
     def _unique_layers(self):
-        return [la for la in self.layers if not isinstance(la, InputLayer)]
-
-    @property
-    def trainable(self):
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value):
-        self._trainable = bool(value)
-        for layer in getattr(self, "_layers", []):
-            layer.trainable = value
-
-    @property
-    def weights(self):
-        return [w for la in self._unique_layers() for w in la.weights]
-
-    @property
-    def trainable_weights(self):
-        if not self.trainable:
-            return []
-        return [w for la in self._unique_layers() for w in la.trainable_weights]
-
-    @property
-    def non_trainable_weights(self):
-        if not self.trainable:
-            return self.weights
-        return [w for la in self._unique_layers() for w in la.non_trainable_weights]
-
-    def get_weights(self):
-        """All weights as NumPy arrays, layer by layer in Keras's order and shapes."""
-        return [w for la in self._unique_layers() for w in la.get_weights()]
-
-    def set_weights(self, weights):
-        """Set all weights from a list like ``get_weights()``; checks every shape first."""
-        weights = list(weights)
-        expected = sum(len(la.weights) for la in self._unique_layers())
-        if len(weights) != expected:
-            raise ValueError(f"{self.name}: set_weights expects {expected} arrays, "
-                             f"got {len(weights)}")
-        backup = self.get_weights()
-        i = 0
-        try:
-            for la in self._unique_layers():
-                n = len(la.weights)
-                la.set_weights(weights[i:i + n])
-                i += n
-        except ValueError:
-            self._restore(backup)
-            raise
-
-    def _restore(self, weights):
-        i = 0
-        for la in self._unique_layers():
-            n = len(la.weights)
-            la.set_weights(weights[i:i + n])
-            i += n
-
-    def count_params(self):
-        return sum(la.count_params() for la in self._unique_layers())
+        return self._sublayers()
 
     def macs(self, input_shape=None):
         """Multiply-adds per sample of one forward pass, summed over the graph's nodes."""
-        self._require_graph("macs")
+        if self._graph is None:
+            return self.count_params()
         total = 0
         for step in self._graph:
-            shapes = [self._slot_shape(i) for i in step.ins]
-            total += step.layer.macs(shapes if step.multi else shapes[0])
+            args = step.node.args
+            shapes = [map_structure(lambda t: tuple(t.shape) if hasattr(t, "shape") else t, a)
+                      for a in args]
+            total += step.layer.macs(shapes[0] if len(shapes) == 1 else shapes)
         return total
-
-    def trainable_pairs(self):
-        """``(layer, weight name)`` for every trainable weight, each shared layer once."""
-        if not self.trainable:
-            return []
-        pairs = []
-        for la in self._unique_layers():
-            if isinstance(la, Model):
-                pairs.extend(la.trainable_pairs())
-            elif la.trainable:
-                pairs.extend((la, k) for k in la._trainable_names)
-        return pairs
-
-    def zero_grads(self):
-        for la in self._unique_layers():
-            la.zero_grads()
 
     # -- computation ---------------------------------------------------------------------
     def forward(self, x, training=False, fused=False):
         """``(outputs, ctx)``. With ``fused``, heads marked by ``compile`` return logits.
 
-        ``ctx`` also carries the sum of the layers' activity penalties (see
-        :meth:`activity_penalty`), so the loss can include it without any host sync.
+        ``ctx.penalty`` is the sum of the layers' activity penalties and added losses, so
+        the loss can include it without any host sync.
         """
+        if self._graph is None:
+            if not calls.is_call_based(self):
+                self._require_graph("forward")
+            return calls.forward_by_tape(self, [x], {}, training)
         vals = [None] * self._n_slots
-        xs = x if self._multi_in else [x]
+        xs = [x] if not self._multi_in else flatten(x)
         vals[:len(xs)] = xs
+        masks = [None] * self._n_slots if self._masked else None
         ctxs, penalty, act = [], 0.0, None
         for k, step in enumerate(self._graph):
-            xin = [vals[i] for i in step.ins] if step.multi else vals[step.ins[0]]
-            if fused and step.fused:
-                y, inner = step.layer.forward_z(xin, training)
-                ctx = (inner, None)
+            layer = step.layer
+            if step.simple:
+                xin = vals[step.args[0].i]
+                if fused and step.fused:
+                    y, inner = layer.forward_z(xin, training)
+                    ctx = (inner, None)
+                elif masks is not None:
+                    y, ctx = _forward_masked(step, [xin], {}, masks, training)
+                else:
+                    y, ctx = layer.forward(xin, training=training)
+                vals[step.outs[0]] = y
             else:
-                y, ctx = step.layer.forward(xin, training)
-                if step.nested:
-                    penalty = penalty + ctx[2]
-            reg = step.layer.activity_regularizer
+                y, ctx = self._forward_step(step, vals, masks, training)
+            if step.nested:
+                penalty = penalty + ctx.penalty
+            reg = layer.activity_regularizer
             if reg is not None:
                 penalty = penalty + reg(y)
                 act = act or {}
                 act[k] = (reg, y)
-            vals[step.out] = y
             ctxs.append(ctx)
         outs = [vals[i] for i in self._output_slots]
-        return (outs if self._multi_out else outs[0]), (ctxs, fused, penalty, act)
+        out_masks = None if masks is None else [masks[i] for i in self._output_slots]
+        y = pack_as(self._output_tree, outs) if self._multi_out else outs[0]
+        return y, GraphContext(ctxs, fused, penalty, act, out_masks)
+
+    def _forward_step(self, step, vals, masks, training):
+        def fill(s):
+            return vals[s.i] if isinstance(s, _Slot) else s
+        args = [map_structure(fill, a) for a in step.args]
+        kwargs = {k: map_structure(fill, v) for k, v in step.kwargs.items()}
+        tr = training if step.training is None else step.training
+        if masks is not None:
+            y, ctx = _forward_masked(step, args, kwargs, masks, tr)
+        else:
+            y, ctx = step.layer.forward(*args, training=tr, **kwargs)
+        flat = [y] if len(step.outs) == 1 and not isinstance(y, (list, tuple, dict)) \
+            else flatten(y)
+        for s, v in zip(step.outs, flat):
+            vals[s] = v
+        return y, ctx
 
     @staticmethod
     def activity_penalty(ctx):
-        """The activity-regularisation penalty of the forward pass that returned ``ctx``
-        (0.0 when no layer has an activity regularizer)."""
-        return ctx[2]
+        """The activity-regularisation penalty (and added losses) of the forward pass that
+        returned ``ctx`` (0.0 when there are none)."""
+        return ctx.penalty
 
     def backward(self, ctx, dy, need_dx=True):
         """Gradients into every layer's ``grads``; returns ``dL/dinputs``."""
-        ctxs, fused, _, act = ctx
+        if isinstance(ctx, calls.TapeContext):
+            return calls.backward_by_tape(self, ctx, dy, need_dx)
         grads = [None] * self._n_slots
-        for i, d in zip(self._output_slots, dy if self._multi_out else [dy]):
+        for i, d in zip(self._output_slots, flatten(dy) if self._multi_out else [dy]):
             if d is not None:
                 grads[i] = d if grads[i] is None else grads[i] + d
-        last = len(ctxs) - 1
-        for k, (step, c) in enumerate(zip(reversed(self._graph), reversed(ctxs))):
-            d = grads[step.out]
-            if act is not None and last - k in act:
-                reg, y = act[last - k]
-                d = reg.grad(y) if d is None else d + reg.grad(y)
-            if d is None:
+        last = len(ctx.ctxs) - 1
+        act, fused = ctx.act, ctx.fused
+        for k, (step, c) in enumerate(zip(reversed(self._graph), reversed(ctx.ctxs))):
+            if step.simple:
+                d = grads[step.outs[0]]
+                if act is not None and last - k in act:
+                    reg, y = act[last - k]
+                    d = reg.grad(y) if d is None else d + reg.grad(y)
+                if d is None and not (step.nested and _carries_losses(c)):
+                    continue
+                grads[step.outs[0]] = None
+                if fused and step.fused:
+                    dx = step.layer.backward_z(c[0], d, need_dx or not step.data_only)
+                elif step.data_only and not need_dx:
+                    if step.need_dx:
+                        step.layer.backward(c, d, need_dx=False)
+                    else:
+                        step.layer.backward(c, d)
+                    continue
+                else:
+                    dx = step.layer.backward(c, d)
+                i = step.ins[0]
+                if dx is not None:
+                    grads[i] = dx if grads[i] is None else grads[i] + dx
                 continue
-            grads[step.out] = None
-            if fused and step.fused:
-                dx = step.layer.backward_z(c[0], d, need_dx or not step.data_only)
-            elif step.data_only and not need_dx:
-                step.layer.backward_params(c, d)
-                continue
-            else:
-                dx = step.layer.backward(c, d)
-            for i, di in zip(step.ins, dx if step.multi else [dx]):
-                if di is not None:
-                    grads[i] = di if grads[i] is None else grads[i] + di
+            self._backward_step(step, c, grads, need_dx)
         dxs = grads[:len(self.inputs)]
-        return dxs if self._multi_in else dxs[0]
+        return pack_as(self._input_tree, dxs) if self._multi_in else dxs[0]
 
-    def backward_params(self, ctx, dy):
-        self.backward(ctx, dy, need_dx=False)
+    def _backward_step(self, step, c, grads, need_dx):
+        dys = [grads[s] for s in step.outs]
+        if all(d is None for d in dys) and not (step.nested and _carries_losses(c)):
+            return
+        for s in step.outs:
+            grads[s] = None
+        dy = dys[0] if isinstance(step.out_tree, KerasTensor) else pack_as(step.out_tree, dys)
+        want_dx = need_dx or not step.data_only
+        g = step.layer.backward(c, dy, need_dx=want_dx) if step.need_dx else \
+            step.layer.backward(c, dy)
+        flat = calls._align_grads(step.layer, g, step.args, step.n_args, step.kw_counts)
+        for i, gi in zip(step.ins, flat):
+            if i is not None and gi is not None:
+                grads[i] = gi if grads[i] is None else grads[i] + gi
 
     def get_rng_state(self):
-        """The random states of the leaf layers, in order (None where a layer has none)."""
-        return [la.get_rng_state() for la in self._leaf_layers()]
+        """The random states of the layers, in order (None where a layer has none)."""
+        return [Layer.get_rng_state(la) for la in self._all_layers()]
 
     def set_rng_state(self, state):
         if state is not None:
-            for la, s in zip(self._leaf_layers(), state):
-                la.set_rng_state(s)
+            for la, s in zip(self._all_layers(), state):
+                Layer.set_rng_state(la, s)
 
-    def __call__(self, inputs, training=False):
-        if self._graph is None:
-            self._build_from_data(inputs)
-        return Layer.__call__(self, inputs, training)
+    def __call__(self, *args, **kwargs):
+        if self._graph is None and not calls.is_call_based(self) and args and \
+                not calls.has_keras_tensor(args, {}):
+            self._build_from_data(args[0])
+        return Layer.__call__(self, *args, **kwargs)
 
     def _build_from_data(self, inputs):
+        if calls.is_call_based(self):
+            return self._build_call_based(inputs)
         self._require_graph("a call")
 
+    def _build_call_based(self, x):
+        """Build a subclassed model by calling it on (a slice of) its data, and record its
+        input and output specs for ``fit``."""
+        if getattr(self, "_specs_known", False):
+            return
+        backend = self.backend or get_backend(self._backend_spec)
+        self.backend = backend
+
+        xp = backend.xp
+
+        def head(a):
+            a = unwrap(a)
+            a = backend.asarray(a[:2, ...] if hasattr(a, "shape") and a.ndim else a)
+            if xp.isdtype(a.dtype, "real floating") and a.dtype != getattr(xp, self.dtype):
+                a = xp.astype(a, getattr(xp, self.dtype))  # float data computes in float32
+            return a
+        sample = map_structure(head, x)
+        st = calls.state()
+        st.stack.append(self)
+        try:
+            out = self(sample, training=False)
+        finally:
+            st.stack.pop()
+        self._input_tree = map_structure(lambda a: KerasTensor(
+            (None,) + tuple(a.shape[1:]), _dtype_name(a.dtype), name="input"), sample)
+        self._output_tree = map_structure(lambda a: KerasTensor(
+            (None,) + tuple(unwrap(a).shape[1:]), _dtype_name(unwrap(a).dtype),
+            name="output"), out)
+        self._multi_in = not isinstance(self._input_tree, KerasTensor)
+        self._multi_out = not isinstance(self._output_tree, KerasTensor)
+        self.inputs, self.outputs = flatten(self._input_tree), flatten(self._output_tree)
+        for k, t in enumerate(self.outputs):
+            t.name = "output" if len(self.outputs) == 1 else f"output_{k + 1}"
+        self._specs_known = True
+        self.built = True
+
     def _ensure_graph(self, input_shape=None):
-        self._require_graph("this")
+        if self._graph is None and not getattr(self, "_specs_known", False):
+            self._require_graph("this")
 
     # -- description ---------------------------------------------------------------------
     def summary(self, print_fn=print, line_length=80):
         """Print each layer's output shape and parameter count, then the totals."""
-        self._require_graph("summary")
+        if self._graph is None and not getattr(self, "_specs_known", False):
+            self._require_graph("summary")
         cols = (int(line_length * 0.45), int(line_length * 0.33))
         lines = [f'Model: "{self.name}"', "=" * line_length,
                  f"{'Layer (type)':<{cols[0]}}{'Output Shape':<{cols[1]}}Param #",
@@ -344,11 +431,13 @@ class Model(Trainer, Layer):
         for layer in self.layers:
             if isinstance(layer, InputLayer) and isinstance(self, Sequential):
                 continue
-            shape = layer.output_shape if not isinstance(layer, InputLayer) else \
-                layer.output.shape
+            shape = layer.output.shape if isinstance(layer, InputLayer) else \
+                _output_shape(layer)
             label = f"{layer.name} ({type(layer).__name__})"
+            if len(label) >= cols[0]:
+                label = label[:cols[0] - 2] + "…"
             lines.append(f"{label:<{cols[0]}}{str(shape):<{cols[1]}}{layer.count_params():,}")
-        trainable = sum(_size(w.shape) for w in self.trainable_weights)
+        trainable = sum(v.size for v in self.trainable_weights)
         total = self.count_params()
         lines += ["=" * line_length, f"Total params: {total:,}",
                   f"Trainable params: {trainable:,}",
@@ -357,23 +446,30 @@ class Model(Trainer, Layer):
 
     # -- configuration and saving ----------------------------------------------------------
     def get_config(self):
-        """The graph as Keras writes it: each layer's config with its inbound nodes, as
-        ``[layer name, node index, tensor index]`` triples, and the model's inputs and
-        outputs; :meth:`from_config` rebuilds it."""
-        self._require_graph("get_config")
-        from xpnet import saving
-
-        return saving.functional_config(self)
+        """The graph as Keras writes it: each layer's config with its inbound nodes, and the
+        model's inputs and outputs; :meth:`from_config` rebuilds it. A subclassed model
+        returns its own ``get_config`` (or its constructor's arguments)."""
+        if self._graph is None:
+            return calls.auto_config(self)
+        return functional.functional_config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None, backend=None):
         """Rebuild a functional model from :meth:`get_config` (layer classes by name from
-        ``xpnet.layers``, or from ``custom_objects``), on ``backend``."""
-        from xpnet import saving
-
-        inputs, outputs = saving.functional_graph(config, custom_objects, backend)
+        ``xpnet.layers``, the registry, or ``custom_objects``), on ``backend``."""
+        if "layers" not in config or "input_layers" not in config:
+            return cls(**config)
+        inputs, outputs = functional.functional_graph(config, custom_objects, backend)
         return cls(inputs, outputs, name=config.get("name"), backend=backend,
                    trainable=config.get("trainable", True))
+
+    def to_json(self, **kwargs):
+        """The architecture as a JSON string (``keras.models.model_from_json`` reads it)."""
+        import json
+
+        from xpnet import saving
+
+        return json.dumps(saving.serialize_layer(self), **kwargs)
 
     def save(self, filepath, overwrite=True):
         """Save the architecture, weights, optimizer state and random state in one file;
@@ -398,16 +494,89 @@ class Model(Trainer, Layer):
 
     def _require_graph(self, what):
         if self._graph is None:
+            if calls.is_call_based(self):
+                raise ValueError(f"{self.name}: {what} needs the model built; call it on "
+                                 "data first (model(x)), or fit/predict")
             raise ValueError(f"{self.name}: {what} needs the input shape; give the first "
                              "layer input_shape=..., start with keras.Input(shape=...), "
                              "or call fit/predict first")
 
 
-def _size(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+def _carries_losses(ctx):
+    """Whether a nested step added losses whose gradient must flow even where its outputs
+    get none."""
+    if isinstance(ctx, calls.TapeContext):
+        return bool(ctx.losses)
+    if isinstance(ctx, GraphContext):
+        return not isinstance(ctx.penalty, float)
+    return False
+
+
+def _dtype_name(dtype):
+    name = str(dtype)
+    return name.rsplit(".", 1)[-1] if "." in name else name
+
+
+def _output_shape(layer):
+    if layer._inbound_nodes:
+        outs = layer._inbound_nodes[-1].outputs
+        return map_structure(lambda t: t.shape, outs)
+    return layer.output_shape
+
+
+def _build_node(node, backend):
+    """Build the layer of a node with several arguments from their symbolic shapes."""
+    layer = node.layer
+    if layer.built:
+        layer.build_on(backend, None if not node.args else
+                       map_structure(lambda t: tuple(t.shape) if hasattr(t, "shape") else t,
+                                     node.args[0]))
+        return
+    sig = calls.signature(layer, "build")
+    shape_params = [n for n in sig.positional if n.endswith("_shape")]
+    shapes = [map_structure(lambda t: tuple(t.shape) if hasattr(t, "shape") else t, a)
+              for a in node.args]
+    if len(shape_params) > 1:
+        fsig = calls.signature(layer, "call" if calls.is_call_based(layer) else "forward")
+        named = dict(zip(fsig.positional, node.args))
+        named.update(node.kwargs)
+        kw = {n: map_structure(lambda t: tuple(t.shape), named[n[:-6]])
+              for n in shape_params if named.get(n[:-6]) is not None}
+        layer.backend = backend
+        calls.run_build(layer, None, kw)
+        layer.built = True
+        return
+    layer.build_on(backend, shapes[0] if shapes else None)
+
+
+def _forward_masked(step, args, kwargs, masks, training):
+    """A node's forward with Keras masks: the incoming mask handed to a layer that takes
+    ``mask`` (or ``<arg>_mask``), and the output mask computed for the next node."""
+    layer = step.layer
+    flat_in = [m for m in (masks[s.i] if isinstance(s, _Slot) else None
+                           for s in flatten(step.args[:1]))]
+    mask_in = flat_in[0] if len(flat_in) == 1 and isinstance(step.args[0], _Slot) else \
+        (flat_in if any(m is not None for m in flat_in) else None)
+    sig = calls.signature(layer, "call" if calls.is_call_based(layer) else "forward")
+    kwargs = dict(kwargs)
+    if sig.mask and "mask" not in kwargs and mask_in is not None:
+        kwargs["mask"] = mask_in
+    for name in sig.mask_args:
+        base = name[:-5]
+        src = step.kwargs.get(base)
+        if src is None and base in sig.positional and sig.positional.index(base) < len(step.args):
+            src = step.args[sig.positional.index(base)]
+        if name not in kwargs and isinstance(src, _Slot) and masks[src.i] is not None:
+            kwargs[name] = masks[src.i]
+    y, ctx = layer.forward(*args, training=training, **kwargs)
+    custom = type(layer).compute_mask is not Layer.compute_mask
+    if custom or (layer.supports_masking and mask_in is not None):
+        m = layer.compute_mask(args[0] if args else None, mask_in)
+        outs = step.outs
+        ms = m if isinstance(m, (list, tuple)) and len(outs) > 1 else [m] * len(outs)
+        for s, mk in zip(outs, ms):
+            masks[s] = mk
+    return y, ctx
 
 
 class Sequential(Model):
@@ -457,7 +626,7 @@ class Sequential(Model):
     def layers(self):
         return list(self._stack)
 
-    def _unique_layers(self):
+    def _sublayers(self):
         if self._graph is None and self._input is not None:
             self._ensure_graph()
         return list(self._stack)
@@ -483,7 +652,7 @@ class Sequential(Model):
         Layer.build_on(self, backend, self._input.output.shape)
 
     def _build_from_data(self, inputs):
-        self._ensure_graph(tuple(inputs.shape))
+        self._ensure_graph(tuple(unwrap(inputs).shape))
 
     def build_on(self, backend, input_shape):
         if self._graph is None and self._input is None:
@@ -539,3 +708,23 @@ def load_model(filepath, custom_objects=None, compile=True, backend=None):
 def save_model(model, filepath, overwrite=True):
     """``model.save(filepath)``, as ``keras.models.save_model``."""
     model.save(filepath, overwrite=overwrite)
+
+
+def clone_model(model, input_tensors=None, clone_function=None):
+    """A new model with the same architecture and freshly initialised weights (as
+    ``keras.models.clone_model``): rebuilt from its config."""
+    from xpnet import saving
+
+    if input_tensors is not None or clone_function is not None:
+        raise NotImplementedError("clone_model: input_tensors and clone_function are not "
+                                  "supported yet")
+    return saving.deserialize_layer(saving.serialize_layer(model), None, model.backend)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """The model a :meth:`Model.to_json` string describes (untrained)."""
+    import json
+
+    from xpnet import saving
+
+    return saving.deserialize_layer(json.loads(json_string), custom_objects)

@@ -17,6 +17,7 @@ Keras keeps training through a NaN unless told otherwise; xpnet stops, as its de
 
 from xpnet import callbacks as callbacks_module
 from xpnet.backend import namespace
+from xpnet.engine.node import flatten
 
 __all__ = ["NonFiniteLossError", "CHECK_EVERY", "first_bad", "stop", "locate",
            "first_nonfinite_node"]
@@ -75,7 +76,7 @@ def stop(model, cb, cbs, epoch, batch, steps_after, guarded, data):
 def locate(model, xs, ys, sw):
     """Re-run one batch layer by layer and name the first non-finite output (or the input,
     the loss, a penalty). Random and moving-average state is put back afterwards."""
-    leaves = model._leaf_layers()
+    leaves = model._all_layers()
     states = [la.get_rng_state() for la in leaves]
     frozen = [(la, la.get_weights()) for la in leaves if la.non_trainable_weights]
     x = xs if model._multi_in else xs[0]
@@ -84,7 +85,7 @@ def locate(model, xs, ys, sw):
         if where is not None:
             return where
         outs, _ = model.forward(x, training=True)
-        outs = outs if model._multi_out else [outs]
+        outs = flatten(outs) if model._multi_out else [outs]
         for k, (loss, y, out) in enumerate(zip(model._losses, ys, outs)):
             if not all_finite(loss(y, out, sample_weight=sw)):
                 return f"the loss {loss.name!r} of output {model._output_name(k)!r} " \
@@ -101,20 +102,22 @@ def first_nonfinite_node(model, x, training):
     """Where a forward pass of ``model`` first produces NaN or inf: ``"the input data
     'x'"``, ``"layer 'dense' (Dense)"`` (inside a nested model, its path), or None. One host
     read per node: for diagnosing, never per training step."""
-    xs = x if model._multi_in else [x]
+    xs = flatten(x) if model._multi_in else [x]
     for t, a in zip(model.inputs, xs):
         if not all_finite(a):
             return f"the input data {t.name!r}"
+    if model._graph is None:  # a subclassed model: its call is one step
+        y, _ = model.forward(x, training=training)
+        bad = not all(all_finite(v) for v in flatten(y))
+        return f"the call of {model.name!r} ({type(model).__name__})" if bad else None
     vals = [None] * model._n_slots
     vals[:len(xs)] = xs
     for step in model._graph:
-        xin = [vals[i] for i in step.ins] if step.multi else vals[step.ins[0]]
-        if step.nested:
-            inner = first_nonfinite_node(step.layer, xin, training)
+        if step.simple and getattr(step.layer, "_graph", None) is not None:
+            inner = first_nonfinite_node(step.layer, vals[step.args[0].i], training)
             if inner is not None:
                 return f"{inner} inside {step.layer.name!r}"
-        y, _ = step.layer.forward(xin, training)
-        if not all_finite(y):
+        y, _ = model._forward_step(step, vals, None, training)
+        if not all(all_finite(v) for v in flatten(y)):
             return f"layer {step.layer.name!r} ({type(step.layer).__name__})"
-        vals[step.out] = y
     return None

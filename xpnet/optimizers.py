@@ -92,9 +92,16 @@ class Optimizer:
             pairs = [(g * xp.astype(scale, g.dtype), p) for g, p in pairs]
         return pairs
 
+    def apply(self, grads, trainable_variables):
+        """One step over ``grads`` and the variables (Keras 3's spelling)."""
+        self.apply_gradients(zip(grads, trainable_variables))
+
     def apply_gradients(self, grads_and_vars):
-        """One step: ``param`` is updated in place for each ``(grad, param)`` pair."""
-        pairs = [(g, p) for g, p in grads_and_vars if g is not None]
+        """One step: ``param`` (an array or a Variable) is updated in place for each
+        ``(grad, param)`` pair; a None gradient leaves its variable as it is."""
+        from xpnet.engine.tape import unwrap
+
+        pairs = [(unwrap(g), unwrap(p)) for g, p in grads_and_vars if g is not None]
         if not pairs:
             return
         if self.clipvalue is not None or self.clipnorm is not None \
@@ -113,7 +120,9 @@ class Optimizer:
         """Keep some variables out of the weight decay, as Keras: the arrays in
         ``var_list``, and every weight whose name (``"bias"``, ``"gamma"``) matches one of
         the regular expressions in ``var_names``. Call it before ``compile``/``fit``."""
-        self._no_decay_ids |= {id(v) for v in var_list or []}
+        from xpnet.engine.tape import unwrap
+
+        self._no_decay_ids |= {id(unwrap(v)) for v in var_list or []}
         names = sorted(set(var_names or []))
         if names:
             self._no_decay_pattern = re.compile("|".join(names))

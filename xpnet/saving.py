@@ -24,65 +24,121 @@ import safetensors
 import safetensors.numpy
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "serialize_layer",
-           "deserialize_layer", "functional_config", "functional_graph", "FORMAT",
-           "FORMAT_VERSION"]
+           "deserialize_layer", "register_keras_serializable", "get_registered_name",
+           "get_registered_object", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "xpnet"
 FORMAT_VERSION = 1
 
 
 # -- layers and configs ----------------------------------------------------------------------
+_REGISTRY = {}  # registered name -> class (keras.saving.register_keras_serializable)
+
+
+def register_keras_serializable(package="Custom", name=None):
+    """A class decorator: the class saves and loads under ``"package>name"`` (as Keras),
+    so ``load_model`` finds it without ``custom_objects``."""
+    def decorate(cls):
+        key = f"{package}>{name or cls.__name__}"
+        if key in _REGISTRY and _REGISTRY[key] is not cls:
+            raise ValueError(f"{key!r} is already registered to {_REGISTRY[key]!r}")
+        _REGISTRY[key] = cls
+        cls._registered_name = key
+        return cls
+    return decorate
+
+
+def get_registered_name(obj):
+    cls = obj if isinstance(obj, type) else type(obj)
+    return cls.__dict__.get("_registered_name", cls.__name__)
+
+
+def get_registered_object(name, custom_objects=None):
+    if custom_objects and name in custom_objects:
+        return custom_objects[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    matches = [c for k, c in _REGISTRY.items() if k.split(">", 1)[-1] == name]
+    return matches[0] if len(matches) == 1 else None
+
+
 def serialize_layer(layer):
     """``{"class_name", "config"}`` of a layer; a functional model is ``"Functional"``."""
     from xpnet.models import Model
     from xpnet.models import Sequential
 
-    if isinstance(layer, Sequential):
+    if type(layer) is Sequential:
         name = "Sequential"
-    elif isinstance(layer, Model):
-        name = "Functional" if type(layer) is Model else type(layer).__name__
+    elif type(layer) is Model:
+        name = "Functional"
     else:
-        name = type(layer).__name__
-    return {"class_name": name, "config": layer.get_config()}
+        name = get_registered_name(layer)
+    entry = {"class_name": name, "config": layer.get_config()}
+    if isinstance(layer, Model) and layer._graph is None and \
+            getattr(layer, "_specs_known", False):
+        entry["build_config"] = {"input": _spec_config(layer._input_tree)}
+    return entry
+
+
+def _spec_config(tree):
+    from xpnet.engine.node import map_structure
+
+    return map_structure(lambda t: {"shape": list(t.shape), "dtype": t.dtype}, tree)
 
 
 def deserialize_layer(entry, custom_objects=None, backend=None):
     """A layer (or model) from :func:`serialize_layer`'s dict; classes are looked up in
-    ``custom_objects`` first, then in ``xpnet.layers``."""
+    ``custom_objects``, the registry, then ``xpnet.layers``."""
     from xpnet import layers as layers_module
     from xpnet.layers.base import Layer
     from xpnet.models import Model
     from xpnet.models import Sequential
 
     name, config = entry.get("class_name"), entry.get("config", {})
-    cls = (custom_objects or {}).get(name)
+    cls = get_registered_object(name, custom_objects)
     if cls is None:
         cls = {"Sequential": Sequential, "Functional": Model, "Model": Model}.get(name) or \
             getattr(layers_module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise ValueError(f"unknown layer class {name!r} in the model config; pass its class "
-                         f"in custom_objects={{{name!r}: ...}}")
-    if issubclass(cls, Model):
-        return cls.from_config(config, custom_objects=custom_objects, backend=backend)
+                         f"in custom_objects={{{name!r}: ...}} or decorate it with "
+                         "keras.saving.register_keras_serializable()")
     try:
-        return cls.from_config(config)
+        if cls in (Model, Sequential) or (issubclass(cls, Model) and "layers" in config
+                                          and "input_layers" in config):
+            return cls.from_config(config, custom_objects=custom_objects, backend=backend)
+        obj = cls.from_config(config)
     except TypeError as e:
         raise ValueError(f"cannot rebuild layer {config.get('name')!r} ({name}) from its "
                          f"config: {e}") from None
+    if isinstance(obj, Model) and entry.get("build_config"):
+        _build_from_config(obj, entry["build_config"], backend)
+    return obj
+
+
+def _build_from_config(model, build_config, backend):
+    """Build a subclassed model by calling it on zeros of the saved input specs."""
+    from xpnet.backend import get_backend
+    from xpnet.engine.node import map_structure
+
+    backend = get_backend(backend)
+    xp = backend.xp
+    model.backend = backend
+    sample = map_structure(lambda s: xp.zeros((2,) + tuple(s["shape"][1:]),
+                                              dtype=getattr(xp, s["dtype"]),
+                                              device=backend.device),
+                           build_config["input"])
+    model._build_call_based(sample)
 
 
 def _walk(model, prefix="layers"):
-    """``(key, layer)`` for every layer of ``model``, nested models descended into, in a
-    stable order that depends on the architecture only (not on the layers' names)."""
-    from xpnet.models import Model
-
-    out = []
-    for i, layer in enumerate(model._unique_layers()):
+    """``(key, layer)`` for every layer of ``model`` and the layers they hold, in a stable
+    order that depends on the architecture only (not on the layers' names)."""
+    out = [("model", model)] if prefix == "layers" and model.params else []
+    for i, layer in enumerate(model._sublayers()):
         key = f"{prefix}.{i}.{type(layer).__name__}"
-        if isinstance(layer, Model):
-            out += _walk(layer, key + ".layers")
-        else:
-            out.append((key, layer))
+        out.append((key, layer))
+        out += _walk(layer, key + ".layers")
     return out
 
 
@@ -102,7 +158,8 @@ def _host(layer, a):
 
 
 def _require_built(model, what):
-    if not model.built or getattr(model, "_graph", None) is None:
+    built = getattr(model, "_graph", None) is not None or getattr(model, "_specs_known", False)
+    if not model.built or not built:
         raise ValueError(f"{model.name}: {what} needs a built model; give it an input shape "
                          "or call it on data first")
 
@@ -168,8 +225,10 @@ def save_model(model, filepath, overwrite=True):
                               "iterations": optimizer.iterations}
         if getattr(model, "_compiled_graph", None) is not None:
             tensors.update(_optimizer_tensors(model, keys))
-    rng = {prefix: layer.get_rng_state() for prefix, layer in _walk(model)
-           if layer.get_rng_state() is not None}
+    from xpnet.layers.base import Layer
+
+    rng = {prefix: Layer.get_rng_state(layer) for prefix, layer in _walk(model)
+           if Layer.get_rng_state(layer) is not None}
     extra["rng"] = {"layers": rng,
                     "fit": None if model._rng is None else model._rng.get_state()}
     data = safetensors.numpy.save(tensors, metadata=_metadata("model", model, **extra))
@@ -317,8 +376,10 @@ def load_model(filepath, custom_objects=None, compile=True, backend=None):
     if compile and file.meta.get("compile") is not None:
         _restore_training(model, file, custom_objects)
     rng = file.meta.get("rng") or {}
+    from xpnet.layers.base import Layer
+
     for prefix, layer in _walk(model):
-        layer.set_rng_state(rng.get("layers", {}).get(prefix))
+        Layer.set_rng_state(layer, rng.get("layers", {}).get(prefix))
     if rng.get("fit") is not None:
         model._rng = model.backend.rng(None)
         model._rng.set_state(rng["fit"])
@@ -381,57 +442,14 @@ def _restore_training(model, file, custom_objects):
     optimizer.iterations = int(opt.get("iterations", 0))
 
 
-# -- functional graphs ----------------------------------------------------------------------
+# -- functional graphs (kept here for code that imported them from saving) -----------------
 def functional_config(model):
-    """The config of a functional model: layers with their inbound nodes (Keras's form)."""
-    src, entries, owners = {}, {}, {}
-    for i, t in enumerate(model.inputs):
-        layer = t.node.layer
-        src[i] = [layer.name, 0, 0]
-        entries[layer.name] = {"class_name": "InputLayer", "name": layer.name,
-                               "config": layer.get_config(), "inbound_nodes": []}
-    for step in model._graph:
-        layer = step.layer
-        if owners.setdefault(layer.name, layer) is not layer:
-            raise ValueError(f"{model.name}: two layers are named {layer.name!r}; layer "
-                             "names must be unique to save a model")
-        entry = entries.setdefault(layer.name, {**serialize_layer(layer), "name": layer.name,
-                                                "inbound_nodes": []})
-        entry["inbound_nodes"].append([src[i] for i in step.ins])
-        src[step.out] = [layer.name, len(entry["inbound_nodes"]) - 1, 0]
-    ins = [src[i] for i in range(len(model.inputs))]
-    outs = [src[i] for i in model._output_slots]
-    return {"name": model.name, "trainable": model.trainable, "layers": list(entries.values()),
-            "input_layers": ins if model._multi_in else ins[0],
-            "output_layers": outs if model._multi_out else outs[0]}
+    from xpnet.engine.functional import functional_config as config
+
+    return config(model)
 
 
 def functional_graph(config, custom_objects=None, backend=None):
-    """The input and output tensors of the graph that :func:`functional_config` describes,
-    rebuilt by calling fresh layers node by node."""
-    from xpnet.layers.core import InputLayer
+    from xpnet.engine.functional import functional_graph as graph
 
-    layers, tensors, pending = {}, {}, []
-    for entry in config["layers"]:
-        layer = deserialize_layer(entry, custom_objects, backend)
-        layers[entry["name"]] = layer
-        if isinstance(layer, InputLayer):
-            tensors[(entry["name"], 0)] = layer.output
-        pending += [(entry["name"], k, inbound)
-                    for k, inbound in enumerate(entry.get("inbound_nodes", []))]
-    while pending:
-        ready = [p for p in pending if all((n, k) in tensors for n, k, _ in p[2])]
-        if not ready:
-            raise ValueError(f"model config {config.get('name')!r}: the inbound nodes of "
-                             f"{sorted({p[0] for p in pending})} refer to missing layers")
-        for name, k, inbound in ready:
-            xs = [tensors[(n, j)] for n, j, _ in inbound]
-            tensors[(name, k)] = layers[name](xs if len(xs) > 1 else xs[0])
-            pending.remove((name, k, inbound))
-
-    def pick(spec):
-        if spec and isinstance(spec[0], list):
-            return [tensors[(n, k)] for n, k, _ in spec]
-        return tensors[(spec[0], spec[1])]
-
-    return pick(config["input_layers"]), pick(config["output_layers"])
+    return graph(config, custom_objects, backend)

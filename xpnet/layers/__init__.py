@@ -14,6 +14,7 @@ from xpnet.layers.core import Identity
 from xpnet.layers.core import Input
 from xpnet.layers.core import InputLayer
 from xpnet.layers.core import Reshape
+from xpnet.layers.lambda_layer import Lambda
 from xpnet.layers.merge import Add
 from xpnet.layers.merge import Average
 from xpnet.layers.merge import Concatenate
@@ -36,7 +37,8 @@ from xpnet.layers.regularization import SpatialDropout3D
 
 __all__ = [
     "ActivatedLayer", "Activation", "Add", "Average", "Concatenate", "Dense", "ELU", "Flatten",
-    "Identity", "Input", "InputLayer", "KerasTensor", "Layer", "LeakyReLU", "Multiply", "ReLU",
+    "Identity", "Input", "InputLayer", "KerasTensor", "Lambda", "Layer", "LeakyReLU",
+    "Multiply", "ReLU",
     "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "multiply", "subtract",
     "ActivityRegularization", "BatchNormalization", "Dropout", "GaussianDropout",
     "GaussianNoise", "LayerNormalization", "SpatialDropout1D", "SpatialDropout2D",
@@ -84,6 +86,37 @@ __all__ += [
     "GlobalMaxPooling2D", "GlobalMaxPooling3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
     "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+]
+
+# Keras-fidelity layers (issue 10): preprocessing, image augmentation, merges, normalization,
+# reshaping and PReLU.
+from xpnet.layers.activation import PReLU  # noqa: E402
+from xpnet.layers.image_augmentation import RandomRotation  # noqa: E402
+from xpnet.layers.image_augmentation import RandomTranslation  # noqa: E402
+from xpnet.layers.image_augmentation import RandomZoom  # noqa: E402
+from xpnet.layers.image_preprocessing import CenterCrop  # noqa: E402
+from xpnet.layers.image_preprocessing import RandomContrast  # noqa: E402
+from xpnet.layers.image_preprocessing import RandomCrop  # noqa: E402
+from xpnet.layers.image_preprocessing import RandomFlip  # noqa: E402
+from xpnet.layers.image_preprocessing import Resizing  # noqa: E402
+from xpnet.layers.merge import Dot  # noqa: E402
+from xpnet.layers.merge import Maximum  # noqa: E402
+from xpnet.layers.merge import Minimum  # noqa: E402
+from xpnet.layers.merge import dot  # noqa: E402
+from xpnet.layers.merge import maximum  # noqa: E402
+from xpnet.layers.merge import minimum  # noqa: E402
+from xpnet.layers.normalization import GroupNormalization  # noqa: E402
+from xpnet.layers.normalization import UnitNormalization  # noqa: E402
+from xpnet.layers.preprocessing import Normalization  # noqa: E402
+from xpnet.layers.preprocessing import Rescaling  # noqa: E402
+from xpnet.layers.reshaping import Permute  # noqa: E402
+from xpnet.layers.reshaping import RepeatVector  # noqa: E402
+
+__all__ += [
+    "PReLU", "RandomRotation", "RandomTranslation", "RandomZoom", "CenterCrop",
+    "RandomContrast", "RandomCrop", "RandomFlip", "Resizing", "Dot", "Maximum", "Minimum",
+    "dot", "maximum", "minimum", "GroupNormalization", "UnitNormalization", "Normalization",
+    "Rescaling", "Permute", "RepeatVector",
 ]
 
 # Embedding, masking and recurrent layers (issue 12).

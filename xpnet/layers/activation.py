@@ -1,8 +1,13 @@
-"""Activation layers: ``Activation(name)`` and the parameterised ReLU, LeakyReLU, ELU, Softmax."""
+"""Activation layers: ``Activation(name)``, the parameterised ReLU, LeakyReLU, ELU, Softmax,
+and PReLU with its learned slopes."""
 
+from xpnet import initializers
+from xpnet import regularizers
+from xpnet.backend import namespace
 from xpnet.layers.base import ActivatedLayer
+from xpnet.layers.base import Layer
 
-__all__ = ["Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"]
+__all__ = ["Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU"]
 
 
 class Activation(ActivatedLayer):
@@ -82,3 +87,75 @@ class Softmax(Activation):
         config = super().get_config()
         config.pop("activation")
         return {**config, "axis": -1}
+
+
+# Issue 10: PReLU.
+class PReLU(Layer):
+    """Parametric ReLU: ``y = max(x, 0) + alpha * min(x, 0)`` with a learned ``alpha`` per
+    input entry, or shared along ``shared_axes``.
+
+    Parameters
+    ----------
+    alpha_initializer : str or Initializer, default="Zeros"
+    alpha_regularizer : str or Regularizer, default=None
+    alpha_constraint : default=None
+        Not supported yet (NotImplementedError).
+    shared_axes : int or list of int, default=None
+        Axes (1 = the first non-batch axis) along which ``alpha`` is shared, e.g. ``[1, 2]``
+        for one slope per channel of a ``(batch, h, w, c)`` input.
+    """
+
+    def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None,
+                 alpha_constraint=None, shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        if alpha_constraint is not None:
+            raise NotImplementedError(f"{self.name}: alpha_constraint is not supported yet")
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            self.shared_axes = list(shared_axes) if isinstance(shared_axes, (list, tuple)) \
+                else [shared_axes]
+        self.supports_masking = True
+
+    def check_input_shape(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) < 2 or any(
+                not 1 <= a < len(input_shape) for a in self.shared_axes or []):
+            raise ValueError(f"{self.name}: shared_axes={self.shared_axes} do not fit "
+                             f"input shape {input_shape}")
+        if self.built and any(d is not None and a != 1 and d != a for d, a in
+                              zip(input_shape[1:], self.params["alpha"].shape)):
+            raise ValueError(f"{self.name}: built for alpha of shape "
+                             f"{tuple(self.params['alpha'].shape)}, got input shape "
+                             f"{input_shape}")
+
+    def build(self, input_shape):
+        shape = list(input_shape[1:])
+        for a in self.shared_axes or []:
+            shape[a - 1] = 1
+        if any(d is None for d in shape):
+            raise ValueError(f"{self.name}: alpha needs known sizes on unshared axes, got "
+                             f"input shape {input_shape}")
+        self.add_weight(name="alpha", shape=tuple(shape), initializer=self.alpha_initializer,
+                        regularizer=self.alpha_regularizer)
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        neg = xp.minimum(x, xp.zeros_like(x))
+        return x - neg + self.params["alpha"] * neg, neg
+
+    def backward(self, neg, dy):
+        xp = namespace(dy)
+        g = dy * neg
+        axes = tuple(i for i in range(dy.ndim)
+                     if i == 0 or self.params["alpha"].shape[i - 1] == 1 != dy.shape[i])
+        self.grads["alpha"] += xp.reshape(xp.sum(g, axis=axes, keepdims=True),
+                                          tuple(self.params["alpha"].shape))
+        return xp.where(neg < 0, dy * self.params["alpha"], dy)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "alpha_initializer": initializers.serialize(self.alpha_initializer),
+                "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+                "alpha_constraint": None, "shared_axes": self.shared_axes}

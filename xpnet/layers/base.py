@@ -1,21 +1,31 @@
-"""The layer contract: ``forward(x) -> (y, ctx)`` and ``backward(ctx, dy) -> dx``.
+"""The layer contract: ``forward(x) -> (y, ctx)`` and ``backward(ctx, dy) -> dx``, or
+``call()`` over ``keras.ops``.
 
-A layer keeps its weights in ``params`` and the gradients of its trainable weights in
-``grads``, both dicts keyed by Keras's weight names. ``forward`` hands ``backward`` what it
-needs in ``ctx`` instead of keeping it on the layer, so one layer can be called several times
-in a graph; ``backward`` adds into ``grads`` (a shared layer sums its gradients) and always
+A built-in layer keeps its weights in ``params`` and the gradients of its trainable weights
+in ``grads``, both dicts keyed by Keras's weight names. ``forward`` hands ``backward`` what
+it needs in ``ctx`` instead of keeping it on the layer, so one layer can be called several
+times in a graph; ``backward`` adds into ``grads`` (a shared layer sums its gradients) and
 returns the gradient with respect to its input.
+
+A layer written as Keras writes one (``build`` + ``call`` over ``keras.ops``) needs no
+backward: its ``forward`` runs ``call`` under a tape and its ``backward`` walks that tape
+(:mod:`xpnet.engine.tape`), whose built-in layers each record ONE step whose VJP is their
+own ``backward``. Layers assigned as attributes (alone, in lists, in dicts) are tracked:
+weights, gradients, regularizers, trainable flags, random state and saving see them.
 """
 
-import itertools
+import functools
 import re
 
 from xpnet import activations
 from xpnet import initializers
 from xpnet import kernels
 from xpnet import regularizers
-from xpnet.backend import backend_of
 from xpnet.backend import get_backend
+from xpnet.engine import calls
+from xpnet.engine.node import KerasTensor
+from xpnet.engine.node import Node
+from xpnet.engine.variables import Variable
 
 __all__ = ["Layer", "ActivatedLayer", "KerasTensor", "Node", "InputGrads"]
 
@@ -36,21 +46,6 @@ def _snake(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-class KerasTensor:
-    """A symbolic tensor: the shape (batch axis ``None``) of a value in a functional graph."""
-
-    def __init__(self, shape, dtype="float32", node=None, index=0, name=None):
-        self.shape, self.dtype, self.node, self.index = tuple(shape), dtype, node, index
-        self.name = name
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    def __repr__(self):
-        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
-
-
 class InputGrads:
     """What ``backward`` returns when keyword tensors need gradients too: ``args`` is the
     gradient of the positional input(s), as ``backward`` would return it alone, and
@@ -62,20 +57,9 @@ class InputGrads:
         self.args, self.kwargs = args, dict(kwargs)
 
 
-class Node:
-    """One call of a layer in a graph: its input tensors and its output tensors."""
-
-    _ids = itertools.count()
-
-    def __init__(self, layer, inputs, outputs):
-        self.layer, self.inputs, self.outputs = layer, list(inputs), list(outputs)
-        self.id = next(Node._ids)
-
-
-def _flatten(x):
-    if isinstance(x, (list, tuple)):
-        return [t for item in x for t in _flatten(item)]
-    return [x]
+# Attributes the tracking walk never looks into: the engine's own bookkeeping.
+_UNTRACKED = frozenset({"params", "grads", "regularizers", "_trainable_names", "_variables",
+                        "_inbound_nodes", "_losses", "backend", "_rng", "_parent"})
 
 
 class Layer:
@@ -96,17 +80,37 @@ class Layer:
         to the gradient flowing into this layer's ``backward``.
     """
 
+    #: Whether an incoming Keras mask passes through this layer unchanged.
+    supports_masking = False
+
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj._init_args = (args, kwargs)  # for the automatic config of users' layers
+        return obj
+
+    def __init_subclass__(cls, **kwargs):
+        """A ``build`` a subclass defines marks the layer built when it returns, so an
+        owner may build a sublayer by calling its ``build`` (as Keras allows)."""
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "_marks_built", False):
+            cls.build = _marking_built(build)
+
     def __init__(self, name=None, dtype=None, trainable=True, input_shape=None,
-                 input_dim=None, batch_size=None, activity_regularizer=None, **kwargs):
+                 input_dim=None, batch_size=None, activity_regularizer=None, autocast=True,
+                 **kwargs):
         if kwargs:
             raise TypeError(
                 f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}"
             )
         self.name = name or unique_name(_snake(type(self).__name__))
         self.dtype = _dtype_name(dtype or "float32")
-        self.trainable = trainable
+        self._trainable = bool(trainable)
         self.params, self.grads, self.regularizers = {}, {}, {}
         self._trainable_names = []
+        self._variables = {}
+        self._inbound_nodes = []
+        self._losses = []
         self.built = False
         self.backend = None
         if input_dim is not None and input_shape is None:
@@ -116,16 +120,55 @@ class Layer:
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self._rng = None  # a layer that draws random numbers keeps its generator here
 
+    # -- tracking ------------------------------------------------------------------------
+    def _sublayers(self):
+        """The layers this one holds as attributes (alone, in lists or tuples, in dicts),
+        in the order they were assigned, each once."""
+        out, seen = [], set()
+        for key, value in vars(self).items():
+            if key not in _UNTRACKED:
+                _collect(value, out, seen, self)
+        return out
+
+    def _all_layers(self):
+        """This layer and every layer it holds, at any depth, each once (pre-order)."""
+        out, seen = [], set()
+        stack = [self]
+        while stack:
+            la = stack.pop()
+            if id(la) in seen:
+                continue
+            seen.add(id(la))
+            out.append(la)
+            stack.extend(reversed(la._sublayers()))
+        return out
+
+    @property
+    def layers(self):
+        return self._sublayers()
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freeze or unfreeze this layer and every layer it holds (as Keras 3)."""
+        self._trainable = bool(value)
+        for la in self._sublayers():
+            la.trainable = value
+
     # -- weights -----------------------------------------------------------------------
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
                    regularizer=None, constraint=None, name=None, **kwargs):
-        """Create a weight on the layer's backend, as Keras 3's ``add_weight``; a trainable
-        one gets a zero gradient in ``grads[name]``.
+        """Create a weight on the layer's backend, as Keras 3's ``add_weight``, and return
+        its :class:`~xpnet.engine.variables.Variable`. A trainable weight gets a zero
+        gradient in ``grads[name]``.
 
-        ``initializer`` defaults to ``"glorot_uniform"`` for float weights (Keras's default).
-        A ``regularizer`` (name or :class:`xpnet.regularizers.Regularizer`) adds its penalty
-        to the model's loss and its gradient to this weight's gradient. xpnet's earlier
-        spelling ``add_weight(name, shape, initializer)`` (the name first) is accepted too.
+        ``initializer`` defaults to ``"glorot_uniform"`` (Keras's default for floats). A
+        ``regularizer`` adds its penalty to the model's loss and its gradient to this
+        weight's gradient. xpnet's earlier spelling ``add_weight(name, shape, initializer)``
+        (the name first) is accepted too.
         """
         if isinstance(shape, str):  # add_weight("kernel", (3, 4), init): the name first
             name, shape, initializer, dtype = shape, initializer, dtype, None
@@ -142,7 +185,7 @@ class Layer:
         if constraint is not None:
             raise NotImplementedError(f"{self.name}: weight constraints are not supported yet")
         if self.backend is None:
-            self.backend = get_backend(None)
+            self.backend = calls.current_backend()
         backend = self.backend
         xp = backend.xp
         dt = getattr(xp, _dtype_name(dtype or self.dtype))
@@ -154,26 +197,143 @@ class Layer:
         regularizer = regularizers.get(regularizer)
         if regularizer is not None:
             self.regularizers[name] = regularizer
-        return self.params[name]
+        return self._variable(name)
 
+    def _variable(self, name):
+        var = self._variables.get(name)
+        if var is None:
+            var = self._variables[name] = Variable(layer=self, name=name)
+        return var
+
+    def set_weight_trainable(self, name, value):
+        """Make the weight ``name`` trainable (with a zero gradient) or not."""
+        if value and name not in self._trainable_names:
+            self._trainable_names.append(name)
+            p = self.params[name]
+            self.grads[name] = self.backend.xp.zeros(p.shape, dtype=p.dtype,
+                                                     device=self.backend.device)
+        elif not value and name in self._trainable_names:
+            self._trainable_names.remove(name)
+            self.grads.pop(name, None)
+
+    def weight_names(self):
+        """This layer's own weights: trainable then non-trainable, in creation order."""
+        return list(self._trainable_names) + [
+            k for k in self.params if k not in self._trainable_names
+        ]
+
+    @property
+    def weights(self):
+        """Every weight, own ones first then each held layer's, as Keras 3 orders them."""
+        out, seen = [], set()
+        for la in self._weight_order():
+            for name in la.weight_names():
+                var = la._variable(name)
+                if id(var) not in seen:
+                    seen.add(id(var))
+                    out.append(var)
+        return out
+
+    def _weight_order(self):
+        """The layers whose own weights ``weights`` lists, in order."""
+        out, seen = [], set()
+
+        def visit(la):
+            if id(la) in seen:
+                return
+            seen.add(id(la))
+            out.append(la)
+            for sub in la._sublayers():
+                visit(sub)
+        visit(self)
+        return out
+
+    variables = weights
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [v for v in self.weights if v.trainable]
+
+    trainable_variables = trainable_weights
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [v for v in self.weights if not v.trainable]
+
+    non_trainable_variables = non_trainable_weights
+
+    def trainable_pairs(self):
+        """``(layer, weight name)`` of every trainable weight, each once."""
+        return [(v.layer, v.name) for v in self.trainable_weights]
+
+    def get_weights(self):
+        """Copies of the weights as NumPy arrays, in Keras's order and shapes (copies: on
+        the CPU a NumPy view would change as training goes on, as Keras's copies do not)."""
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (NumPy or device arrays, in ``get_weights`` order) into the
+        layer, in place; every shape is checked before anything is written."""
+        variables = self.weights
+        weights = list(weights)
+        if len(weights) != len(variables):
+            names = [v.path for v in variables]
+            raise ValueError(f"{self.name}: set_weights expects {len(variables)} arrays "
+                             f"({', '.join(names)}), got {len(weights)}")
+        new = []
+        for var, w in zip(variables, weights):
+            backend = var.layer.backend
+            w = backend.asarray(w)
+            if tuple(w.shape) != var.shape:
+                raise ValueError(f"{self.name}: weight {var.path!r} has shape {var.shape}, "
+                                 f"got {tuple(w.shape)}")
+            new.append(backend.xp.astype(w, var.dtype))
+        for var, w in zip(variables, new):  # all checked first: nothing half-written
+            var.value[...] = w
+
+    def count_params(self):
+        return sum(v.size for v in self.weights)
+
+    def macs(self, input_shape):
+        """Multiply-adds per sample of the forward pass, roughly: one per weight (exact for
+        Dense); layers that reuse weights across positions (convolutions) say more."""
+        return self.count_params()
+
+    def zero_grads(self):
+        for la in self._all_layers():
+            for g in la.grads.values():
+                g[...] = 0.0
+
+    # -- building ------------------------------------------------------------------------
     def build(self, input_shape):
         """Create the weights for inputs of ``input_shape`` (batch axis first, may be None)."""
 
     def build_on(self, backend, input_shape):
         """Build on ``backend`` once; later calls check that the shape still fits."""
+        backend = get_backend(backend)
         if self.built:
             if self.backend is not backend:
-                raise ValueError(
-                    f"{self.name}: built on backend {self.backend.name!r}, "
-                    f"now used on {backend.name!r}"
-                )
+                if not getattr(self, "_movable", False):
+                    raise ValueError(
+                        f"{self.name}: built on backend {self.backend.name!r}, "
+                        f"now used on {backend.name!r}")
+                calls.move_to_backend(self, backend)
             self.check_input_shape(input_shape)
             return
-        self.backend = get_backend(backend)
+        self.backend = backend
         self.check_input_shape(input_shape)
-        self.build(input_shape)
+        calls.run_build(self, input_shape)
         self.input_shape = input_shape
-        self.output_shape = self.compute_output_shape(input_shape)
+        if type(self).compute_output_shape is not Layer.compute_output_shape or \
+                not calls.is_call_based(self):
+            try:
+                self.output_shape = self.compute_output_shape(input_shape)
+            except NotImplementedError:  # a call() layer without a shape rule
+                self.output_shape = None
         self.built = True
 
     def check_input_shape(self, input_shape):
@@ -183,68 +343,9 @@ class Layer:
         """Output shape for ``input_shape``; identity by default."""
         return input_shape
 
-    @property
-    def trainable_weights(self):
-        return [self.params[k] for k in self._trainable_names] if self.trainable else []
-
-    @property
-    def non_trainable_weights(self):
-        names = [k for k in self.params if k not in self._trainable_names or not self.trainable]
-        return [self.params[k] for k in names]
-
-    @property
-    def weights(self):
-        """Trainable then non-trainable weights, each in creation order (as Keras)."""
-        trainable = [k for k in self._trainable_names]
-        rest = [k for k in self.params if k not in trainable]
-        return [self.params[k] for k in trainable + rest]
-
-    def weight_names(self):
-        return [k for k in self._trainable_names] + [
-            k for k in self.params if k not in self._trainable_names
-        ]
-
-    def get_weights(self):
-        """Copies of the weights as NumPy arrays, in Keras's order and shapes (copies: on the
-        CPU a NumPy view would change as training goes on, as Keras's copies do not)."""
-        if not self.built:
-            return []
-        xp = self.backend.xp
-        return [self.backend.to_numpy(xp.asarray(w, copy=True)) for w in self.weights]
-
-    def set_weights(self, weights):
-        """Copy ``weights`` (NumPy or device arrays, Keras order) into the layer, in place."""
-        names = self.weight_names()
-        if len(weights) != len(names):
-            raise ValueError(
-                f"{self.name}: set_weights expects {len(names)} arrays ({', '.join(names)}), "
-                f"got {len(weights)}"
-            )
-        xp = self.backend.xp
-        new = []
-        for name, w in zip(names, weights):
-            old = self.params[name]
-            w = self.backend.asarray(w)
-            if tuple(w.shape) != tuple(old.shape):
-                raise ValueError(
-                    f"{self.name}: weight {name!r} has shape {tuple(old.shape)}, "
-                    f"got {tuple(w.shape)}"
-                )
-            new.append(xp.astype(w, old.dtype))
-        for name, w in zip(names, new):  # all checked first: nothing half-written
-            self.params[name][...] = w
-
-    def macs(self, input_shape):
-        """Multiply-adds per sample of the forward pass, roughly: one per weight (exact for
-        Dense); layers that reuse weights across positions (convolutions) say more."""
-        return self.count_params()
-
-    def count_params(self):
-        return sum(_size(w.shape) for w in self.params.values())
-
-    def zero_grads(self):
-        for g in self.grads.values():
-            g[...] = 0.0
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the output: the incoming one where the layer supports masking."""
+        return mask if self.supports_masking else None
 
     # -- random state ------------------------------------------------------------------
     def get_rng_state(self):
@@ -257,41 +358,67 @@ class Layer:
         if self._rng is not None and state is not None:
             self._rng.set_state(state)
 
-    # -- computation -------------------------------------------------------------------
-    def forward(self, x, training=False):
-        """``(y, ctx)``: the output, and what backward needs."""
-        raise NotImplementedError(f"{type(self).__name__} has no forward")
+    # -- losses --------------------------------------------------------------------------
+    def add_loss(self, loss):
+        """Add ``loss`` (a scalar computed with ``keras.ops`` in ``call``) to the training
+        loss; its gradient flows back through what it was computed from."""
+        if not calls.probing():
+            self._losses.append(loss)
 
-    def backward(self, ctx, dy):
-        """Add parameter gradients into ``self.grads`` and return ``dL/dx``."""
-        raise NotImplementedError(f"{type(self).__name__} has no backward")
-
-    def backward_params(self, ctx, dy):
-        """Parameter gradients only, for a layer fed by data: skips ``dx`` where it can."""
-        self.backward(ctx, dy)
-
-    def __call__(self, inputs, training=False):
-        """Symbolic on KerasTensors (builds a graph node), eager on arrays."""
-        flat = _flatten(inputs)
-        if any(isinstance(t, KerasTensor) for t in flat):
-            return self._call_symbolic(inputs)
-        shapes = _shapes_of(inputs)
-        self.build_on(backend_of(flat[0]), _with_batch_none(shapes))
-        return self.forward(inputs, training)[0]
-
-    def _call_symbolic(self, inputs):
-        if isinstance(inputs, (list, tuple)):
-            if not all(isinstance(t, KerasTensor) for t in inputs):
-                raise TypeError(f"{self.name}: mixes symbolic and concrete inputs")
-            shape = [t.shape for t in inputs]
-        else:
-            shape = inputs.shape
-        self.check_input_shape(shape)
-        out_shape = self.compute_output_shape(shape)
-        node = Node(self, _flatten(inputs), [])
-        out = KerasTensor(out_shape, self.dtype, node, 0, name=self.name)
-        node.outputs.append(out)
+    @property
+    def losses(self):
+        """The losses added by the last call (this layer's and its sublayers'), then the
+        weight regularizers' penalties, as Keras 3 lists them."""
+        out = [loss for la in self._all_layers() for loss in la._losses]
+        for var in self.trainable_weights:
+            reg = var.regularizer
+            if reg is not None:
+                out.append(calls.regularizer_penalty(reg, var))
         return out
+
+    # -- computation -------------------------------------------------------------------
+    def call(self, *args, **kwargs):
+        """The computation, written with ``keras.ops`` (Keras's way); built-in layers write
+        ``forward``/``backward`` instead."""
+        raise NotImplementedError(
+            f"{type(self).__name__} ({self.name}) has neither call() nor forward(): write "
+            "call(self, inputs) with keras.ops (the gradient comes from the tape), or "
+            "forward(x, training) -> (y, ctx) with backward(ctx, dy) -> dx")
+
+    def forward(self, *args, training=False, **kwargs):
+        """``(y, ctx)``: the output, and what backward needs. For a layer written with
+        ``call``, its tape."""
+        return calls.forward_by_tape(self, args, kwargs, training)
+
+    def backward(self, ctx, dy, need_dx=True):
+        """Add parameter gradients into ``grads`` and return ``dL/dx``; for a layer written
+        with ``call``, by walking the tape ``forward`` recorded."""
+        return calls.backward_by_tape(self, ctx, dy, need_dx)
+
+    def __call__(self, *args, **kwargs):
+        """Symbolic on KerasTensors (builds a graph node), eager on arrays (recorded on a
+        tape that is recording)."""
+        if calls.has_keras_tensor(args, kwargs):
+            return calls.call_symbolic(self, args, kwargs)
+        return calls.call_eager(self, args, kwargs)
+
+    @property
+    def input(self):
+        return self._node("input").args[0] if len(self._node("input").args) == 1 else \
+            list(self._node("input").args)
+
+    @property
+    def output(self):
+        return self._node("output").outputs
+
+    def _node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"{self.name}: layer.{what} exists once the layer has been "
+                                 "called on a symbolic input (keras.Input)")
+        if len(self._inbound_nodes) > 1:
+            raise AttributeError(f"{self.name}: layer.{what} is ambiguous: the layer was "
+                                 f"called {len(self._inbound_nodes)} times")
+        return self._inbound_nodes[0]
 
     # -- configuration -----------------------------------------------------------------
     def get_config(self):
@@ -300,6 +427,8 @@ class Layer:
             config["input_shape"] = self._input_shape_arg
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        if not type(self).__module__.startswith("xpnet."):  # a user's layer: Keras 3's
+            config = {**calls.init_arguments(self), **config}  # automatic config
         return config
 
     @classmethod
@@ -308,6 +437,28 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _marking_built(build):
+    @functools.wraps(build)
+    def wrapper(self, *args, **kwargs):
+        calls.run_build_body(self, build, args, kwargs)
+        self.built = True
+    wrapper._marks_built = True
+    return wrapper
+
+
+def _collect(value, out, seen, owner):
+    if isinstance(value, Layer):
+        if id(value) not in seen and value is not owner:
+            seen.add(id(value))
+            out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _collect(v, out, seen, owner)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect(v, out, seen, owner)
 
 
 class ActivatedLayer(Layer):
@@ -337,14 +488,9 @@ class ActivatedLayer(Layer):
         y = kernels.activation(self.activation, z, self.alpha)
         return y, (inner, z if kernels.SAVES[self.activation] == "z" else y)
 
-    def _dz(self, ctx, dy):
-        return kernels.activation_grad(self.activation, dy, ctx[1], self.alpha)
-
-    def backward(self, ctx, dy):
-        return self.backward_z(ctx[0], self._dz(ctx, dy))
-
-    def backward_params(self, ctx, dy):
-        self.backward_z(ctx[0], self._dz(ctx, dy), need_dx=False)
+    def backward(self, ctx, dy, need_dx=True):
+        dz = kernels.activation_grad(self.activation, dy, ctx[1], self.alpha)
+        return self.backward_z(ctx[0], dz, need_dx)
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.serialize(self.activation)}
@@ -360,15 +506,3 @@ def _size(shape):
     for d in shape:
         n *= d
     return n
-
-
-def _shapes_of(inputs):
-    if isinstance(inputs, (list, tuple)):
-        return [tuple(t.shape) for t in inputs]
-    return tuple(inputs.shape)
-
-
-def _with_batch_none(shape):
-    if isinstance(shape, list):
-        return [_with_batch_none(s) for s in shape]
-    return (None,) + tuple(shape[1:])

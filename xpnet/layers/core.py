@@ -27,9 +27,9 @@ class InputLayer(Layer):
         if not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
             raise ValueError(f"{self.name}: shape must hold positive ints or None, got {shape}")
         self.shape, self.batch_size = shape, batch_size
-        node = Node(self, [], [])
-        self.output = KerasTensor((batch_size,) + shape, self.dtype, node, 0, name=self.name)
-        node.outputs.append(self.output)
+        node = Node(self)
+        node.outputs = KerasTensor((batch_size,) + shape, self.dtype, node, 0, name=self.name)
+        self._inbound_nodes.append(node)
 
     def forward(self, x, training=False):
         return x, None

@@ -1,13 +1,15 @@
-"""Normalization layers: BatchNormalization and LayerNormalization, with Keras 3's
-defaults (epsilon 1e-3; BatchNormalization momentum 0.99 and the biased batch variance in
-its moving average) and weight order (gamma, beta, moving_mean, moving_variance)."""
+"""Normalization layers: BatchNormalization, LayerNormalization, GroupNormalization and
+UnitNormalization, with Keras 3's defaults (epsilon 1e-3; BatchNormalization momentum 0.99
+and the biased batch variance in its moving average) and weight order (gamma, beta,
+moving_mean, moving_variance)."""
 
 from xpnet import initializers
 from xpnet import regularizers
 from xpnet.backend import namespace
 from xpnet.layers.base import Layer
 
-__all__ = ["BatchNormalization", "LayerNormalization"]
+__all__ = ["BatchNormalization", "LayerNormalization", "GroupNormalization",
+           "UnitNormalization"]
 
 
 def _axes_list(axis):
@@ -219,3 +221,177 @@ class LayerNormalization(_Normalization):
         xp = namespace(dy)
         dxhat = self._param_grads(dy, xhat, xp)
         return _normalize_backward(dxhat, xhat, inv, tuple(self._axes), xp)
+
+
+def l2_normalize(x, axes, epsilon):
+    """``(x / sqrt(max(sum(x ** 2, axes), epsilon ** 2)), ctx)``: Keras's
+    ``ops.normalize(x, axis, order=2, epsilon)``."""
+    xp = namespace(x)
+    s = xp.sum(x * x, axis=axes, keepdims=True)
+    inv = 1.0 / xp.sqrt(xp.maximum(s, epsilon * epsilon))
+    return x * inv, (x, inv, s > epsilon * epsilon, axes)
+
+
+def l2_normalize_grad(ctx, dy):
+    """dL/dx of :func:`l2_normalize`; where the norm was clamped, ``x`` only scales."""
+    x, inv, unclamped, axes = ctx
+    xp = namespace(dy)
+    proj = xp.sum(dy * x, axis=axes, keepdims=True) * inv * inv * inv
+    return dy * inv - x * xp.where(unclamped, proj, xp.zeros_like(proj))
+
+
+class GroupNormalization(Layer):
+    """Normalizes each sample over groups of channels:
+    ``y = gamma * (x - mean_g) / sqrt(var_g + epsilon) + beta``, where the mean and biased
+    variance of group ``g`` run over every non-batch axis and the ``channels / groups``
+    channels of that group (Wu & He, 2018).
+
+    Parameters
+    ----------
+    groups : int, default=32
+        Number of groups; must divide the channel count. ``-1``: one group per channel
+        (instance normalization); ``1``: layer normalization over all axes.
+    axis : int, default=-1
+        The channel axis.
+    epsilon : float, default=1e-3
+    center, scale : bool, default=True
+    beta_initializer, gamma_initializer : default="zeros", "ones"
+    beta_regularizer, gamma_regularizer : default=None
+    """
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(groups, bool) or not isinstance(groups, int) or (
+                groups <= 0 and groups != -1):
+            raise ValueError(f"{self.name}: groups must be a positive int or -1, got "
+                             f"groups={groups!r}")
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(f"{self.name}: axis must be an int, got axis={axis!r}")
+        if beta_constraint is not None or gamma_constraint is not None:
+            raise NotImplementedError(f"{self.name}: weight constraints are not supported "
+                                      "yet")
+        if not epsilon > 0:
+            raise ValueError(f"{self.name}: epsilon must be > 0, got epsilon={epsilon!r}")
+        self.groups, self.axis, self.epsilon = groups, axis, float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def check_input_shape(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) < 2:
+            raise ValueError(f"{self.name}: expects one input of rank >= 2, got shape "
+                             f"{input_shape}")
+        ndim = len(input_shape)
+        if not -ndim <= self.axis < ndim or self.axis % ndim == 0:
+            raise ValueError(f"{self.name}: axis={self.axis} is not a feature axis of "
+                             f"inputs of shape {tuple(input_shape)}")
+        dim = input_shape[self.axis]
+        groups = dim if self.groups == -1 else self.groups
+        if dim is None or dim < groups or dim % groups:
+            raise ValueError(f"{self.name}: the channel axis {self.axis} must be known and "
+                             f"divisible by groups={self.groups}, got input shape "
+                             f"{tuple(input_shape)}")
+
+    def build(self, input_shape):
+        ndim, dim = len(input_shape), input_shape[self.axis]
+        self._axis = self.axis % ndim
+        self._groups = dim if self.groups == -1 else self.groups
+        self._dim = dim
+        if self.scale:
+            self.add_weight(name="gamma", shape=(dim,), initializer=self.gamma_initializer,
+                            regularizer=self.gamma_regularizer)
+        if self.center:
+            self.add_weight(name="beta", shape=(dim,), initializer=self.beta_initializer,
+                            regularizer=self.beta_regularizer)
+
+    def _group_shape(self, shape):
+        a = self._axis
+        return tuple(shape[:a]) + (self._groups, self._dim // self._groups) + tuple(
+            shape[a + 1:])
+
+    def _b(self, name, ndim):
+        """A weight shaped to broadcast against the grouped input."""
+        shape = [1] * (ndim + 1)
+        shape[self._axis], shape[self._axis + 1] = self._groups, self._dim // self._groups
+        return namespace(self.params[name]).reshape(self.params[name], tuple(shape))
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        xg = xp.reshape(x, self._group_shape(x.shape))
+        red = tuple(i for i in range(1, xg.ndim) if i != self._axis)
+        xc = xg - xp.mean(xg, axis=red, keepdims=True)
+        inv = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=red, keepdims=True) + self.epsilon)
+        xhat = xc * inv
+        y = xhat * self._b("gamma", x.ndim) if self.scale else xhat
+        y = y + self._b("beta", x.ndim) if self.center else y
+        return xp.reshape(y, tuple(x.shape)), (xhat, inv, red)
+
+    def backward(self, ctx, dy):
+        xhat, inv, red = ctx
+        xp = namespace(dy)
+        dyg = xp.reshape(dy, tuple(xhat.shape))
+        others = tuple(i for i in range(xhat.ndim) if i not in (self._axis, self._axis + 1))
+        if self.scale:
+            g = xp.sum(dyg * xhat, axis=others)
+            self.grads["gamma"] += xp.reshape(g, (self._dim,))
+            dyg = dyg * self._b("gamma", dy.ndim)
+        if self.center:
+            self.grads["beta"] += xp.reshape(xp.sum(xp.reshape(dy, tuple(xhat.shape)),
+                                                    axis=others), (self._dim,))
+        return xp.reshape(_normalize_backward(dyg, xhat, inv, red, xp), tuple(dy.shape))
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "axis": self.axis,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": None, "gamma_constraint": None}
+
+
+class UnitNormalization(Layer):
+    """Scales each sample to unit L2 norm over ``axis``:
+    ``y = x / sqrt(max(sum(x ** 2), 1e-24))`` (Keras's ``ops.normalize`` with epsilon 1e-12,
+    clamped before the square root).
+
+    Parameters
+    ----------
+    axis : int or list of int, default=-1
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, (list, tuple)):
+            self.axis = list(axis)
+        elif isinstance(axis, int) and not isinstance(axis, bool):
+            self.axis = axis
+        else:
+            raise TypeError(f"{self.name}: invalid value for axis: expected an int or a "
+                            f"list/tuple of ints. Received: axis={axis!r}")
+        self.supports_masking = True
+
+    def _axes(self, ndim):
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        return tuple(a % ndim for a in axes)
+
+    def check_input_shape(self, input_shape):
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        if isinstance(input_shape, list) or any(
+                not -len(input_shape) <= a < len(input_shape) for a in axes):
+            raise ValueError(f"{self.name}: axis {self.axis} is out of bounds for input "
+                             f"shape {input_shape}")
+
+    def forward(self, x, training=False):
+        return l2_normalize(x, self._axes(x.ndim), 1e-12)
+
+    def backward(self, ctx, dy):
+        return l2_normalize_grad(ctx, dy)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}

@@ -1,4 +1,5 @@
-"""Spatial reshaping layers: UpSampling, ZeroPadding and Cropping in 1-D, 2-D and 3-D."""
+"""Reshaping layers: UpSampling, ZeroPadding and Cropping in 1-D, 2-D and 3-D; Permute and
+RepeatVector."""
 
 import math
 
@@ -14,7 +15,8 @@ from xpnet.layers.conv_utils import to_last
 from xpnet.layers.conv_utils import with_spatial
 
 __all__ = ["UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D",
-           "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D"]
+           "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D", "Permute",
+           "RepeatVector"]
 
 
 class _Spatial(Layer):
@@ -311,3 +313,78 @@ class Cropping3D(_Cropping):
 
     def __init__(self, cropping=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
         super().__init__(cropping, data_format, **kwargs)
+
+
+# Issue 10: Permute and RepeatVector.
+class Permute(Layer):
+    """Permutes the non-batch axes: ``dims`` lists them from 1, e.g. ``(2, 1)`` swaps the
+    two axes of ``(batch, a, b)`` inputs.
+
+    Parameters
+    ----------
+    dims : tuple of int
+        A permutation of ``1 .. rank - 1``.
+    """
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = tuple(dims)
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"{self.name}: invalid permutation argument dims for Permute "
+                             f"layer. The set of indices in dims must be consecutive and "
+                             f"start from 1. Received: dims={dims}")
+        self.supports_masking = True
+
+    def check_input_shape(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) != len(self.dims) + 1:
+            raise ValueError(f"{self.name}: dims={self.dims} need inputs of rank "
+                             f"{len(self.dims) + 1}, got shape {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    def forward(self, x, training=False):
+        return namespace(x).permute_dims(x, (0,) + self.dims), None
+
+    def backward(self, ctx, dy):
+        inverse = [0] * (len(self.dims) + 1)
+        for i, d in enumerate((0,) + self.dims):
+            inverse[d] = i
+        return namespace(dy).permute_dims(dy, tuple(inverse))
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}
+
+
+class RepeatVector(Layer):
+    """Repeats a ``(batch, features)`` input ``n`` times: ``(batch, n, features)``.
+
+    Parameters
+    ----------
+    n : int
+    """
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise TypeError(f"{self.name}: expected an integer value for n >= 1. "
+                            f"Received: n={n!r}")
+        self.n = n
+
+    def check_input_shape(self, input_shape):
+        if isinstance(input_shape, list) or len(input_shape) != 2:
+            raise ValueError(f"{self.name}: expects inputs of shape (batch, features), got "
+                             f"{input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n, input_shape[1])
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        return xp.broadcast_to(x[:, None, :], (x.shape[0], self.n, x.shape[1])), None
+
+    def backward(self, ctx, dy):
+        return namespace(dy).sum(dy, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}

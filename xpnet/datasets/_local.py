@@ -1,6 +1,7 @@
-"""Data sets on the host: the embedded UCI digits, and MNIST-format IDX files.
+"""Data sets on the host: the embedded UCI digits, and MNIST-format IDX files in a folder.
 
-This module, like ``backend.py``, works with NumPy directly: it reads files into host memory.
+The datasets package, like ``backend.py``, works with NumPy directly: it reads files into
+host memory.
 """
 
 import gzip

@@ -1,0 +1,3 @@
+"""``keras.datasets``."""
+
+from xpnet.datasets import *  # noqa: F401,F403
