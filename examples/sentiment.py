@@ -36,7 +36,7 @@ def make_reviews(n, rng):
         last = words[places.max()]
         reviews.append(words.tolist())
         labels.append(int(last in POSITIVE))
-    return reviews, np.array(labels, dtype=np.float32)
+    return reviews, np.array(labels, dtype=np.float32)[:, None]
 
 
 def build_model(mask_zero, backend):
@@ -72,7 +72,7 @@ def main(argv=None):
         start = time.perf_counter()
         model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, verbose=0)
         p = model.predict(x_test, batch_size=500, verbose=0).ravel()
-        results[mask_zero] = float(((p > 0.5) == (y_test > 0.5)).mean())
+        results[mask_zero] = float(((p > 0.5) == (y_test.ravel() > 0.5)).mean())
         print(f"mask_zero={mask_zero!s:5}: test accuracy {results[mask_zero]:.4f} "
               f"({args.epochs} epochs, {time.perf_counter() - start:.1f} s)", flush=True)
     print(f"the mask is worth {100 * (results[True] - results[False]):+.1f} points")
