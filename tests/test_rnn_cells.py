@@ -149,3 +149,63 @@ def test_own_cell_masking_matches_builtin_semantics(backend):
     mask = backend.asarray(_mask())
     np.testing.assert_allclose(backend.to_numpy(slow.forward(x, mask=mask)[0]),
                                backend.to_numpy(fast.forward(x, mask=mask)[0]), rtol=1e-12)
+
+
+def _keras_cell_class():
+    from xpnet import keras
+
+    class MinimalRNNCell(keras.layers.Layer):
+        """Keras's documentation example of a cell, written with call() over keras.ops."""
+
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+            self.state_size = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                          initializer="uniform", name="kernel")
+            self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                    initializer="uniform",
+                                                    name="recurrent_kernel")
+
+        def call(self, inputs, states):
+            prev_output = states[0]
+            h = keras.ops.matmul(inputs, self.kernel)
+            output = keras.ops.tanh(h + keras.ops.matmul(prev_output, self.recurrent_kernel))
+            return output, [output]
+
+    return MinimalRNNCell
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_rnn_of_keras_cell_written_with_ops(backend, go_backwards):
+    """A user's cell written as call() over keras.ops runs step by step on the tape:
+    gradients of the input, the initial state and the cell's weights, with a mask."""
+    cell = _keras_cell_class()(U, dtype="float64")
+    rnn = RNN(cell, return_sequences=True, return_state=True, go_backwards=go_backwards,
+              dtype="float64")
+    rnn.build_on(backend, (None, T, F))
+    rng = np.random.default_rng(5)
+    for k in cell.params:  # away from the tiny "uniform" start
+        cell.params[k][...] = backend.asarray(rng.uniform(-0.6, 0.6, tuple(
+            cell.params[k].shape)), dtype=backend.xp.float64)
+    check_call(backend, rnn, rng.uniform(-1, 1, (B, T, F)),
+               {"initial_state": [rng.uniform(-1, 1, (B, U))]},
+               const_kwargs={"mask": backend.asarray(_mask())})
+
+
+def test_keras_cell_in_a_model_trains(cpu):
+    from xpnet import keras
+
+    cell = _keras_cell_class()(8)
+    model = keras.Sequential([keras.Input((T, F)), keras.layers.RNN(cell),
+                              keras.layers.Dense(1)], backend="cpu")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (64, T, F)).astype("float32")
+    y = x.sum(axis=(1, 2))[:, None].astype("float32") / 10
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < 0.5 * first
+    assert len(model.trainable_weights) == 4  # the cell's two, Dense's two

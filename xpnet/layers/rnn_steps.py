@@ -1,9 +1,17 @@
 """RNN over a cell of one's own: the cell's forward at every step, its backward at every
 step in reverse, with Keras's masking (``backend.rnn``: at a masked step every state is
 carried and the output is the previous output, ``states[0]``, or 0 with
-``zero_output_for_mask``)."""
+``zero_output_for_mask``).
+
+Two kinds of cells: one written to xpnet's layer contract (``forward(x, training,
+states=...) -> ([output, *new_states], ctx)``, ``backward`` returning
+``InputGrads(dx, {"states": [...]})``), and a Keras cell written as ``call(inputs, states,
+training)`` over ``keras.ops`` returning ``(output, new_states)``, which runs on the
+define-by-run engine's tape (one tape per step; its backward walks that tape).
+"""
 
 from xpnet.backend import namespace
+from xpnet.engine.calls import is_call_based
 from xpnet.layers.base import InputGrads
 
 __all__ = ["forward_steps", "backward_steps"]
@@ -14,9 +22,16 @@ def forward_steps(layer, x, training, initial_state, mask):
     xt, m = layer._time_major(xp, x, mask)
     states = layer._initial(xp, x.shape[0], x.dtype, initial_state)
     ctxs, outs = [], []
+    call_based = is_call_based(layer.cell)
+    nested = True
     for t in range(xt.shape[0]):
         ys, ctx = layer.cell.forward(xt[t, ...], training=training, states=states)
-        out, new = ys[0], list(ys[1:])
+        if call_based:  # Keras's (output, new_states); new_states a list or one tensor
+            out, new = ys[0], ys[1]
+            nested = isinstance(new, (list, tuple))
+            new = list(new) if nested else [new]
+        else:
+            out, new = ys[0], list(ys[1:])
         if m is not None:
             keep = m[t, ...][:, None]
             out = xp.where(keep, out, 0.0 if layer.zero_output_for_mask else states[0])
@@ -29,7 +44,8 @@ def forward_steps(layer, x, training, initial_state, mask):
         layer.states = [xp.asarray(s, copy=True) for s in states]
     y = xp.permute_dims(seq, (1, 0, 2)) if layer.return_sequences else seq[-1, ...]
     ctx = {"steps": ctxs, "m": m, "given": initial_state is not None, "like": seq,
-           "n_states": len(states)}
+           "n_states": len(states), "call_based": call_based, "nested": nested,
+           "states_like": [xp.zeros_like(s) for s in states]}
     return ([y] + states if layer.return_state else y), ctx
 
 
@@ -58,9 +74,10 @@ def backward_steps(layer, ctx, dy):
                 d_out = xp.where(keep, d_out, 0.0)
             carry = [None if d is None else xp.where(keep, 0.0, d) for d in d_states]
             d_states = [None if d is None else xp.where(keep, d, 0.0) for d in d_states]
-        g = layer.cell.backward(ctx["steps"][t], [d_out] + d_states)
+        g = layer.cell.backward(ctx["steps"][t], _cell_dy(ctx, seq, d_out, d_states))
         dxs[t] = g.args
-        prev = list(g.kwargs["states"])
+        prev = g.kwargs["states"]
+        prev = list(prev) if isinstance(prev, (list, tuple)) else [prev]
         d_states = [_add(p, c) for p, c in zip(prev, carry)]
         d_states[0] = _add(d_states[0], carry_out)
     dxt = xp.stack(dxs)
@@ -70,6 +87,17 @@ def backward_steps(layer, ctx, dy):
     if ctx["given"]:
         return InputGrads(args=dx, kwargs={"initial_state": d_states})
     return dx
+
+
+def _cell_dy(ctx, seq, d_out, d_states):
+    """The cotangent in the structure the cell's output had."""
+    if not ctx["call_based"]:
+        return [d_out] + d_states
+    xp = namespace(seq)
+    d_out = xp.zeros_like(seq[0, ...]) if d_out is None else d_out
+    d_states = [xp.zeros_like(z) if d is None else d
+                for d, z in zip(d_states, ctx["states_like"])]
+    return [d_out, d_states if ctx["nested"] else d_states[0]]
 
 
 def _add(a, b):
