@@ -6,9 +6,9 @@ the mask on a task this script generates.
     python examples/sentiment.py --epochs 8 --backend cuda
 
 The task: "reviews" of 10 to 80 tokens over a vocabulary of 60 words, of which words 1-5 are
-positive and 6-10 negative; a review is positive when it holds more positive than negative
-words (an odd number, 3 to 9, at random places). Reviews are padded
-with 0 after their end
+positive and 6-10 negative; a review is "consistent" (label 1) when its first and last
+sentiment words agree (both positive or both negative), which needs both ends of the review.
+Reviews are padded with 0 after their end
 (``pad_sequences(..., padding="post")``) to 80 steps, so the padding varies from 0 to 76
 steps. With ``mask_zero=True`` the LSTMs skip the padding (the forward direction's output is
 its state at the review's last word); without it they must learn to carry their state
@@ -26,17 +26,17 @@ VOCAB, MAXLEN, POSITIVE, NEGATIVE = 60, 80, range(1, 6), range(6, 11)
 
 
 def make_reviews(n, rng):
-    """``n`` token lists and their labels (1: more positive than negative words)."""
+    """``n`` token lists and their labels (1: first and last sentiment words agree)."""
     reviews, labels = [], []
     for _ in range(n):
         length = int(rng.integers(10, MAXLEN + 1))
         words = rng.integers(11, VOCAB, length)
-        k = int(rng.integers(1, 5)) * 2 + 1  # an odd count, 3-9, at random places: no ties
-        places = rng.choice(length, k, replace=False)
+        k = int(rng.integers(2, 5))  # 2-4 sentiment words at random places
+        places = np.sort(rng.choice(length, k, replace=False))
         words[places] = rng.integers(1, 11, k)
-        positive = int(np.isin(words, POSITIVE).sum())
+        first, last = words[places[0]] in POSITIVE, words[places[-1]] in POSITIVE
         reviews.append(words.tolist())
-        labels.append(int(positive > k - positive))
+        labels.append(int(first == last))
     return reviews, np.array(labels, dtype=np.float32)[:, None]
 
 

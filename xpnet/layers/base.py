@@ -59,7 +59,10 @@ class InputGrads:
 
 # Attributes the tracking walk never looks into: the engine's own bookkeeping.
 _UNTRACKED = frozenset({"params", "grads", "regularizers", "_trainable_names", "_variables",
-                        "_inbound_nodes", "_losses", "backend", "_rng", "_parent"})
+                        "_inbound_nodes", "_losses", "backend", "_rng", "_parent",
+                        # issue 12: constructor arguments are not held layers (Bidirectional
+                        # copies the layer it is given; RNN's list of cells becomes a stack)
+                        "_init_args"})
 
 
 class Layer:

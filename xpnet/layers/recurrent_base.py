@@ -323,6 +323,10 @@ class SequenceDriver:
             if len(given) != self._n_states():
                 raise ValueError(f"{self.name}: initial_state needs {self._n_states()} "
                                  f"tensor(s). Received: {len(given)}")
+            shapes = [(batch, n) for n in self._state_sizes()]
+            if [tuple(g.shape) for g in given] != shapes:
+                raise ValueError(f"{self.name}: initial_state must have shapes {shapes}. "
+                                 f"Received: {[tuple(g.shape) for g in given]}")
             return list(given)
         if self.stateful and self.states is not None:
             if self.states[0].shape[0] != batch:
