@@ -6,9 +6,10 @@
 
 Each image is a sequence: its rows are the time steps and its pixels the features.
 LSTM(128) reads the sequence and Dense(10, softmax) classifies its last output; Adam at
-batch 64. With only the test half of MNIST in DIR (t10k-*), its first 8,000 images train
-and the last 2,000 test; 5 epochs reach >= 97 % there (see the report of issue 12 for the
-measured figures).
+learning rate 3e-3, batch 32. With only the test half of MNIST in DIR (t10k-*), its first
+8,000 images train and the last 2,000 test; 5 epochs reached 97.05 % and 97.40 % there
+(seeds 0 and 1; at Keras's default 1e-3 and batch 64, 95.25 %). benchmarks/rnn.py times
+the same network at batch 64 against PyTorch.
 """
 
 import argparse
@@ -44,7 +45,8 @@ def main(argv=None):
     parser.add_argument("--backend", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--cell", default="LSTM", choices=["LSTM", "GRU", "SimpleRNN"])
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -53,7 +55,8 @@ def main(argv=None):
     epochs = args.epochs or (5 if args.data else 15)
     keras.utils.set_random_seed(args.seed)
     model = build_model(x_train.shape[1:], cell=args.cell, backend=args.backend)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
+                  loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     if not args.quiet:
         model.summary()
