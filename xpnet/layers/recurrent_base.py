@@ -380,11 +380,17 @@ class SequenceDriver:
         like = ctx["runs"][-1]["hs"]
         xp = namespace(like)
         dseq = None
-        if d_out is not None:
+        zeroed = self.zero_output_for_mask and ctx["m"] is not None
+        if d_out is not None and not self.return_sequences and not zeroed:
+            # the last output is the last core's final h: its gradient joins that state's
+            k = self._n_states() - self.cores()[-1].n_states
+            d_finals = list(d_finals)
+            d_finals[k] = d_out if d_finals[k] is None else d_finals[k] + d_out
+        elif d_out is not None:
             dseq = xp.permute_dims(d_out, (1, 0, 2)) if self.return_sequences else \
                 xp.concat([xp.zeros((t - 1, b, d_out.shape[-1]), dtype=d_out.dtype,
                                     device=self.backend.device), d_out[None, ...]], axis=0)
-            if self.zero_output_for_mask and ctx["m"] is not None:
+            if zeroed:
                 dseq = xp.where(ctx["m"][..., None], dseq, 0.0)
         cores = self.cores()
         d_states0 = []
