@@ -65,10 +65,20 @@ def over_batch(xp, batch, fn, activation="tanh", recurrent_activation="sigmoid")
     return [fn(None, None)]
 
 
+_ONES = {}
+
+
 def _mask_t(xp, mask, t, like):
+    """Step ``t``'s row mask for a kernel; all True when there is no mask (one array per
+    batch size and namespace, kept: a fresh ``ones`` each step cost more than the step's
+    kernel)."""
     if mask is not None:
         return mask[t]
-    return xp.ones((like.shape[0],), dtype=xp.bool)
+    key = (like.shape[0], xp, str(getattr(like, "device", "")))
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = xp.ones((like.shape[0],), dtype=xp.bool)
+    return ones
 
 
 def _where(m, new, old):
