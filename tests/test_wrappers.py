@@ -71,3 +71,20 @@ def test_time_distributed(backend):
     assert tuple(y.shape) == (B, T, 3) == layer.compute_output_shape((B, T, F))
     clone = TimeDistributed.from_config(layer.get_config())
     assert clone.layer.units == 3
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_global_average_pooling_1d_with_mask(backend, data_format):
+    """Keras's masked mean: sum(x * mask) / sum(mask) over the unmasked steps."""
+    from xpnet.layers.pooling import GlobalAveragePooling1D
+
+    layer = GlobalAveragePooling1D(data_format=data_format, dtype="float64")
+    shape = (None, T, F) if data_format == "channels_last" else (None, F, T)
+    layer.build_on(backend, shape)
+    x = _x(5) if data_format == "channels_last" else np.transpose(_x(5), (0, 2, 1))
+    mask = _mask()
+    (y,) = check_call(backend, layer, x, const_kwargs={"mask": backend.asarray(mask)})
+    xl = _x(5)
+    want = (xl * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    np.testing.assert_allclose(backend.to_numpy(y), want, rtol=1e-12)
+    assert layer.compute_mask(backend.asarray(x), backend.asarray(mask)) is None
