@@ -6,9 +6,10 @@ standard library's own source code (read at run time: no download).
     python examples/char_lm.py --backend cuda
 
 Embedding(V, 48) > LSTM(128, return_sequences) > LSTM(128, return_sequences) >
-Dense(V, softmax) predicts every next character of 100-character windows. It reports the
-validation bits per character against a unigram model's (the characters' frequencies), then
-samples text at a chosen temperature (p ** (1 / T), renormalised).
+Dense(V, softmax) predicts every next character of 64-character windows (Adam 3e-3, batch
+32). It reports the validation bits per character against a unigram model's (the
+characters' frequencies), then samples text at a chosen temperature (p ** (1 / T),
+renormalised).
 """
 
 import argparse
@@ -97,9 +98,9 @@ def main(argv=None):
     parser.add_argument("--cell", default="LSTM", choices=["LSTM", "GRU"])
     parser.add_argument("--chars", type=int, default=200_000)
     parser.add_argument("--units", type=int, default=128)
-    parser.add_argument("--length", type=int, default=100)
+    parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--sample", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
@@ -115,7 +116,7 @@ def main(argv=None):
     print(f"{len(ids):,} characters, vocabulary {len(table)}, {len(x)} training windows; "
           f"unigram baseline {baseline:.3f} bits/char")
     model = build_model(len(table), args.units, args.cell, args.backend)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=2e-3),
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=3e-3),
                   loss="sparse_categorical_crossentropy")
     bits = None
     for epoch in range(args.epochs):
