@@ -12,8 +12,8 @@ PyTorch runs on ``--threads`` threads (2), and in the ``*_1t`` configurations on
 (on a shared machine its two OpenMP threads can lose 10x to a busy second core); xpnet as
 ``fit`` runs it.
 
-``profile``: where an xpnet LSTM training step spends its time (cProfile over
-``train_on_batch``, grouped: recurrent products, fused cell kernels, input products and
+``profile``: where an xpnet LSTM training step spends its time (cProfile over ``fit`` on
+one thread, grouped: recurrent products, fused cell kernels, input products and
 weight gradients, optimizer, the rest).
 """
 
@@ -161,7 +161,9 @@ _GROUPS = [  # (group, "file:function" keys in cProfile's table)
                                    "recurrent.py:lstm_backward_step",
                                    "recurrent.py:gru_forward_step",
                                    "recurrent.py:gru_backward_step")),
-    ("input product, weight gradients, dx", ("recurrent_base.py:project",
+    ("input product, weight gradients, dx", ("__init__.py:matmul", "threads.py:matmul",
+                                             "threads.py:_matmul_into",
+                                             "recurrent_base.py:project",
                                              "recurrent_base.py:project_grad",
                                              "recurrent_base.py:recur_grad_kernel",
                                              "recurrent_base.py:backward_sequence",
@@ -172,9 +174,12 @@ _GROUPS = [  # (group, "file:function" keys in cProfile's table)
 
 
 def bench_profile(cell="LSTM", steps=40, batch=64):
+    """cProfile sees only the calling thread, so this runs fit on one of xpnet's threads
+    (``XPNET_CPU_THREADS=1``): every step's work is then attributed."""
     import cProfile
     import pstats
 
+    os.environ["XPNET_CPU_THREADS"] = "1"
     from xpnet import keras
 
     rng = np.random.default_rng(0)
@@ -192,16 +197,21 @@ def bench_profile(cell="LSTM", steps=40, batch=64):
     total = time.perf_counter() - start
     stats = pstats.Stats(prof).stats
     groups = {g: 0.0 for g, _ in _GROUPS}
+    rest = []
     for (file, _, func), (_, _, tottime, _, _) in stats.items():
         key = f"{os.path.basename(file)}:{func}"
         for g, keys in _GROUPS:
             if any(key == k or (k.endswith(":") and key.startswith(k)) for k in keys):
                 groups[g] += tottime
                 break
+        else:
+            rest.append((tottime, key))
     groups["everything else"] = total - sum(groups.values())
     print(f"  {cell}: {total / steps * 1e3:.2f} ms/step over {steps} steps (profiled)")
     for g, t in groups.items():
         print(f"    {g:40s} {t / steps * 1e3:7.2f} ms/step  {100 * t / total:5.1f} %")
+    top = ", ".join(f"{k} {t / steps * 1e3:.2f}" for t, k in sorted(rest, reverse=True)[:4])
+    print(f"    (largest of the rest, ms/step: {top})")
     return {"ms_per_step": total / steps * 1e3,
             "groups_ms_per_step": {g: t / steps * 1e3 for g, t in groups.items()}}
 
