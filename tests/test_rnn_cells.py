@@ -65,21 +65,21 @@ def test_rnn_of_builtin_cell_equals_layer(backend, pair):
 
 
 def test_stacked_cells_gradients(backend):
-    cells = [LSTMCell(U, dtype="float64"), GRUCell(3, dtype="float64", reset_after=False),
+    cells = [LSTMCell(3, dtype="float64"), GRUCell(3, dtype="float64", reset_after=False),
              SimpleRNNCell(2, dtype="float64")]
     rnn = RNN(cells, return_sequences=True, return_state=True, go_backwards=True,
               dtype="float64")
     rnn.build_on(backend, (None, T, F))
     _randomize(backend, cells)
     rng = np.random.default_rng(2)
-    states = [rng.uniform(-1, 1, (B, n)) for n in (U, U, 3, 2)]
+    states = [rng.uniform(-1, 1, (B, n)) for n in (3, 3, 3, 2)]
     ys = check_call(backend, rnn, rng.uniform(-1, 1, (B, T, F)), {"initial_state": states},
                     const_kwargs={"mask": backend.asarray(_mask())})
-    assert [tuple(y.shape) for y in ys] == [(B, T, 2), (B, U), (B, U), (B, 3), (B, 2)]
-    assert isinstance(rnn.cell, StackedRNNCells) and rnn.cell.state_size == [U, U, 3, 2]
+    assert [tuple(y.shape) for y in ys] == [(B, T, 2), (B, 3), (B, 3), (B, 3), (B, 2)]
+    assert isinstance(rnn.cell, StackedRNNCells) and rnn.cell.state_size == [3, 3, 3, 2]
     clone = RNN.from_config(rnn.get_config())
     clone.build_on(backend, (None, T, F))
-    assert [c.units for c in clone.cell.cells] == [U, 3, 2]
+    assert [c.units for c in clone.cell.cells] == [3, 3, 2]
 
 
 class MinimalCell(Layer):
