@@ -105,7 +105,7 @@ class LSTMMath(CellCore):
                 rz = self.recur(xp, hs_[s, ...], u_w, rec_)
                 rk.lstm_forward_step(s, xz_, rz, m_, gates_, cs_, hs_, self.activation,
                                      self.recurrent_activation)
-        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation)
+        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation, xz.dtype)
         return {"hs": hs, "cs": cs, "gates": gates, "finals": [hs[t, ...], cs[t, ...]]}
 
     def run_backward(self, xp, ctx, dseq, d_finals):
@@ -127,7 +127,7 @@ class LSTMMath(CellCore):
                 dh = dh + self.recur_grad_h(xp, dz_[s, ...], u_w, rec_)
             return dh, dc
         parts = rk.over_batch(xp, gates.shape[1], loop, self.activation,
-                              self.recurrent_activation)
+                              self.recurrent_activation, gates.dtype)
         dh, dc = (xp.concat([p[k] for p in parts], axis=0) if len(parts) > 1 else parts[0][k]
                   for k in (0, 1))
         if "recurrent_kernel" in self.grads:
@@ -190,7 +190,7 @@ class GRUMath(CellCore):
                     rz = rz + bias[1, ...]
                 rk.gru_forward_step(s, xz_, rz, m_, gates_, hs_, self.activation,
                                     self.recurrent_activation)
-        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation)
+        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation, xz.dtype)
         return {"hs": hs, "gates": gates, "finals": [hs[t, ...]]}
 
     def run_backward(self, xp, ctx, dseq, d_finals):
@@ -214,7 +214,8 @@ class GRUMath(CellCore):
                                           self.recurrent_activation)
                 dh = dh + self.recur_grad_h(xp, drz_[s, ...], u_w, rec_)
             return dh
-        parts = rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation)
+        parts = rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation,
+                              gates.dtype)
         dh = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
         if "recurrent_kernel" in self.grads:
             self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
