@@ -37,6 +37,12 @@ def _signatures(f):
         "_cuda_recurrent._lstm_backward": (m, m, m, m, m, boolean[:], m),
         "_cuda_recurrent._gru_forward": (m, m, m, boolean[:], m, m),
         "_cuda_recurrent._gru_backward": (m, m, m, boolean[:], m, m),
+        # kernels/_cuda_optim.py
+        "_nadam": (v, v, v, v) + (float64,) * 7,
+        "_adamax": (v, v, v, v) + (float64,) * 4,
+        "_adadelta": (v, v, v, v) + (float64,) * 3,
+        "_ftrl": (v, v, v, v) + (float64,) * 5,
+        "_lion": (v, v, v) + (float64,) * 3,
     }
 
 
@@ -62,7 +68,13 @@ def nvvm():
 def test_kernel_compiles_for_sm80(nvvm, name, dtype):
     import importlib
 
+    from xpnet.kernels import _cuda
+    from xpnet.kernels import _cuda_optim
+
     module, _, attr = name.rpartition(".")
-    kernel = getattr(importlib.import_module(f"xpnet.kernels.{module or '_cuda'}"), attr)
+    if module:  # "_cuda_recurrent._lstm_forward": a kernel of another module
+        kernel = getattr(importlib.import_module(f"xpnet.kernels.{module}"), attr)
+    else:
+        kernel = getattr(_cuda, name, None) or getattr(_cuda_optim, name)
     ptx, _ = cuda.compile_ptx(kernel.py_func, _signatures(dtype)[name], cc=(8, 0))
     assert ".entry" in ptx and "sm_80" in ptx

@@ -134,7 +134,7 @@ def test_names_and_errors():
     assert optimizers.get("adagrad").initial_accumulator_value == 0.1
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
         optimizers.get("adamm")
-    with pytest.raises(ValueError, match="learning_rate must be positive"):
+    with pytest.raises(ValueError, match="learning_rate must be positive or 0"):
         optimizers.Adam(learning_rate=-1.0)
     with pytest.raises(TypeError, match="unexpected argument"):
         optimizers.Adam(lr_decay=0.1)

@@ -8,6 +8,8 @@ CuPy is imported lazily, so ``import xpnet`` works on a machine without CUDA.
 
 import contextlib
 import os
+import sys
+import threading
 import types
 
 import array_api_compat
@@ -207,6 +209,18 @@ class Backend:
             return np.asarray(a, dtype=dtype)
         return self.xp.asarray(a, dtype=dtype, device=self.device)
 
+    def dtype(self, name):
+        """The namespace's dtype called ``name`` (``"float16"``); ``"bfloat16"`` on the CPU
+        backend is ml_dtypes' (NumPy has none)."""
+        dt = getattr(self.xp, name, None)
+        if dt is None and name == "bfloat16" and self.name == "cpu":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        if dt is None:
+            raise ValueError(f"backend {self.name!r} has no dtype {name!r}")
+        return dt
+
     def to_numpy(self, a):
         """A NumPy copy (or view, on the CPU) of ``a``."""
         if isinstance(a, np.ndarray) or np.isscalar(a):
@@ -236,12 +250,7 @@ class Backend:
         limit). Costs about 20 us to enter, so it wraps loops, not steps."""
         if n is None or self.name != "cpu":
             return contextlib.nullcontext()
-        global _THREADPOOLS
-        if _THREADPOOLS is None:
-            from threadpoolctl import ThreadpoolController
-
-            _THREADPOOLS = ThreadpoolController()
-        return _THREADPOOLS.limit(limits=n, user_api="blas")
+        return _blas_limit(n)
 
     @property
     def supports_views(self):
@@ -253,6 +262,40 @@ class Backend:
 
 
 _THREADPOOLS = None
+_BLAS = {"lock": threading.Lock(), "depth": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def _blas_limit(n):
+    """BLAS limited to ``n`` threads while any caller, on any Python thread, is inside.
+
+    The BLAS thread count is one setting for the whole process. threadpoolctl's own context
+    restores the count it found on entry, so two threads whose contexts interleave (A in,
+    B in, A out, B out) leave B's "original" -- A's limit -- in place for good. Here the
+    first caller in records the count and sets the limit, and the last caller out restores
+    it, whatever the order (callers asking for another ``n`` meanwhile share the first
+    limit)."""
+    global _THREADPOOLS
+    with _BLAS["lock"]:
+        if _BLAS["depth"] == 0:
+            # The controller sees the BLAS libraries loaded when it is made (0.8 ms); one
+            # loaded later (SciPy's OpenBLAS, which importing Numba loads) would keep its
+            # threads, so it is made again whenever modules have been imported since.
+            if _THREADPOOLS is None or _BLAS.get("modules") != len(sys.modules):
+                from threadpoolctl import ThreadpoolController
+
+                _THREADPOOLS = ThreadpoolController()
+                _BLAS["modules"] = len(sys.modules)
+            _BLAS["limiter"] = _THREADPOOLS.limit(limits=n, user_api="blas")
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0:
+                _BLAS["limiter"].restore_original_limits()
+                _BLAS["limiter"] = None
 _DEFAULT = {"name": None}
 _CACHE = {}
 
@@ -263,7 +306,7 @@ def set_backend(name):
     _DEFAULT["name"] = name
 
 
-def _cuda_backend():
+def _cuda_backend(index=None):
     try:
         import cupy
     except ImportError as e:
@@ -278,6 +321,11 @@ def _cuda_backend():
         ) from e
     if count == 0:
         raise BackendUnavailableError("backend 'cuda': CuPy sees no CUDA device")
+    if index is not None:  # "cuda:N": GPU N becomes this process's current device
+        if not 0 <= index < count:
+            raise BackendUnavailableError(f"backend 'cuda:{index}': CuPy sees {count} "
+                                          f"device(s), 0 to {count - 1}")
+        cupy.cuda.Device(index).use()
     return Backend("cuda", array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device())
 
 
@@ -296,7 +344,9 @@ def get_backend(spec=None, device=None):
     ----------
     spec : str, module or Backend, default=None
         ``"auto"`` (CUDA where CuPy sees a GPU, else CPU), ``"cpu"`` / ``"numpy"``,
-        ``"cuda"`` / ``"gpu"`` / ``"cupy"``, an array-API namespace module, or a Backend.
+        ``"cuda"`` / ``"gpu"`` / ``"cupy"``, ``"cuda:N"`` / ``"gpu:N"`` (GPU N, made the
+        process's current device: one process per GPU), an array-API namespace module, or a
+        Backend.
         None means the default: :func:`set_backend`, else ``$XPNET_BACKEND``, else ``"auto"``.
     device : object, default=None
         The device of a namespace backend (``array_api_strict.Device("device1")``).
@@ -307,12 +357,16 @@ def get_backend(spec=None, device=None):
         spec = _DEFAULT["name"] or os.environ.get("XPNET_BACKEND") or "auto"
     if isinstance(spec, str):
         spec = _ALIASES.get(spec.lower(), spec.lower())
+        if spec.startswith("gpu:"):
+            spec = "cuda:" + spec[4:]
         if spec == "auto":
             return get_backend("cuda") if _cuda_usable() else get_backend("cpu")
     key = (spec if isinstance(spec, str) else id(spec), str(device))
     backend = _CACHE.get(key)
     if backend is None:
         backend = _CACHE[key] = _make_backend(spec, device)
+    elif isinstance(spec, str) and spec.startswith("cuda:"):
+        backend.device.use()  # "cuda:N" always makes GPU N current
     return backend
 
 
@@ -334,9 +388,20 @@ def _make_backend(spec, device):
         return Backend("cpu", array_api_compat.array_namespace(np.empty(0)), "cpu")
     if spec == "cuda":
         return _cuda_backend()
+    if spec.startswith("cuda:") and spec[5:].isdigit():  # one process per GPU (distributed)
+        return _cuda_backend(int(spec[5:]))
     raise ValueError(
         f"unknown backend {spec!r}: expected 'auto', 'cpu', 'cuda' or an array namespace"
     )
+
+
+def seed_global_generators(seed):
+    """Seed NumPy's global generator (``np.random.seed``), and CuPy's where CuPy is already
+    imported, as ``keras.utils.set_random_seed`` seeds its backends' global generators."""
+    np.random.seed(seed % 2**32)
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and _cuda_usable():
+        cupy.random.seed(seed % 2**32)
 
 
 def backend_of(x):

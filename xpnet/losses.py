@@ -37,6 +37,7 @@ class Loss:
     default_name = "loss"
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        reduction = "none" if reduction is None else reduction  # Keras takes None too
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: unknown reduction {reduction!r}; "
                              f"expected one of {_REDUCTIONS}")
@@ -195,6 +196,15 @@ def _like(a, like):
     except TypeError:
         pass
     return backend_of(like).asarray(a)
+
+
+def _row_sum(p):
+    """The sums of ``p``'s rows that normalise them, 1 for an all-zero row: such a row then
+    stays 0 and is clipped to ``EPSILON`` (loss ``-log(1e-7) = 16.118`` per unit of target)
+    instead of 0/0 = NaN."""
+    xp = namespace(p)
+    s = xp.sum(p, axis=-1, keepdims=True)
+    return xp.where(s == 0, xp.ones_like(s), s)
 
 
 def _size(shape):
@@ -407,13 +417,13 @@ class CategoricalCrossentropy(Loss):
         if self.from_logits:
             return self._fused(y_true, y_pred, None)[0]
         t = self._targets(y_true, y_pred)
-        q = xp.clip(y_pred / xp.sum(y_pred, axis=-1, keepdims=True), EPSILON, 1.0 - EPSILON)
+        q = xp.clip(y_pred / _row_sum(y_pred), EPSILON, 1.0 - EPSILON)
         return -xp.sum(t * xp.log(q), axis=-1)
 
     def grad(self, y_true, y_pred):
         xp = namespace(y_pred)
         t = self._targets(y_true, y_pred)
-        s = xp.sum(y_pred, axis=-1, keepdims=True)
+        s = _row_sum(y_pred)
         q = y_pred / s
         inside = (q > EPSILON) & (q < 1.0 - EPSILON)
         dq = xp.where(inside, -t / xp.clip(q, EPSILON, 1.0 - EPSILON), 0.0)
@@ -559,6 +569,7 @@ def get(identifier):
             is identifier:
         identifier = identifier.__name__
     if isinstance(identifier, str):
+        _extra.not_yet(identifier)
         cls = _BY_NAME.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
             raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_BY_NAME))}")
@@ -569,5 +580,28 @@ def get(identifier):
                      "fn(y_true, y_pred)")
 
 
+# Keras's other losses (imported last: they build on the classes above).
+from xpnet import losses_extra as _extra  # noqa: E402
+from xpnet.losses_extra import *  # noqa: E402,F401,F403
+from xpnet.losses_extra import __all__ as _extra_all  # noqa: E402
+
+__all__ += _extra_all
+_EXTRA = [getattr(_extra, n) for n in _extra_all]
+_CLASSES.update({cls.__name__: cls for cls in _EXTRA})
+_BY_NAME.update({cls.default_name: cls for cls in _EXTRA})
+_BY_NAME.update({"msle": _extra.MeanSquaredLogarithmicError,
+                 "mape": _extra.MeanAbsolutePercentageError})
+for _cls in _EXTRA:
+    _f = _function(_cls, _cls.default_name)
+    globals()[_cls.default_name] = _f
+    _FUNCTIONS[_cls.default_name] = _f
+    __all__.append(_cls.default_name)
+
+
 def serialize(loss):
     return {"class_name": type(loss).__name__, "config": loss.get_config()}
+
+
+def __getattr__(name):
+    _extra.not_yet(name)  # a Keras loss xpnet lacks: NotImplementedError naming it
+    raise AttributeError(f"module 'xpnet.losses' has no attribute {name!r}")

@@ -38,12 +38,17 @@ class Optimizer:
 
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None, **kwargs):
+        keras_only = sorted(set(kwargs) & {"use_ema", "ema_momentum", "ema_overwrite_frequency",
+                                           "loss_scale_factor", "gradient_accumulation_steps"})
+        if keras_only:
+            raise NotImplementedError(f"{type(self).__name__}: Keras's {', '.join(keras_only)} "
+                                      "is not implemented in xpnet yet")
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected argument(s) {sorted(kwargs)}")
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError(f"{type(self).__name__}: set clipnorm or global_clipnorm, not both")
-        if not callable(learning_rate) and not learning_rate > 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be positive, "
+        if not callable(learning_rate) and not learning_rate >= 0:  # 0.0 allowed, as Keras
+            raise ValueError(f"{type(self).__name__}: learning_rate must be positive or 0, "
                              f"got {learning_rate!r}")
         self._learning_rate = learning_rate
         self.weight_decay, self.clipnorm = weight_decay, clipnorm
@@ -115,6 +120,18 @@ class Optimizer:
                     p -= (lr * self.weight_decay) * p
         for g, p in pairs:
             self.update_step(g, p, lr, self._slots_for(p))
+
+    def scale_loss(self, loss):
+        """The loss (and its gradient) as the training step should differentiate it:
+        unchanged here; :class:`xpnet.mixed_precision.LossScaleOptimizer` scales it."""
+        return loss
+
+    def check_model(self, model):
+        """Refuse, at compile, a model this optimizer cannot train (none here)."""
+
+    def check_step(self, ctx):
+        """Refuse a training step this optimizer cannot apply (none here); ``ctx`` is the
+        model's forward context."""
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keep some variables out of the weight decay, as Keras: the arrays in
@@ -308,6 +325,14 @@ class Adagrad(Optimizer):
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
 
+# Keras's other optimizers (imported last: they build on Optimizer).
+from xpnet import optimizers_extra as _extra  # noqa: E402
+from xpnet.optimizers_extra import *  # noqa: E402,F401,F403
+from xpnet.optimizers_extra import __all__ as _extra_all  # noqa: E402
+
+__all__ += _extra_all
+_BY_NAME.update({n.lower(): getattr(_extra, n) for n in _extra_all})
+
 
 def get(identifier):
     """An optimizer from a name (``"adam"``, ``"sgd"``, case-insensitive), an instance, or a
@@ -320,9 +345,26 @@ def get(identifier):
             raise ValueError(f"unknown optimizer {identifier!r}")
         return cls.from_config(identifier.get("config", {}))
     if isinstance(identifier, str):
+        _not_yet(identifier)
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:
             raise ValueError(f"unknown optimizer {identifier!r}; known: "
                              f"{', '.join(sorted(_BY_NAME))}")
         return cls()
     raise TypeError(f"optimizer must be a name or an Optimizer, got {identifier!r}")
+
+
+# Keras 3 optimizers xpnet does not have yet: asking for one says so.
+_NOT_YET = ("Adafactor", "Muon")
+
+
+def _not_yet(name):
+    for cls_name in _NOT_YET:
+        if name.lower() == cls_name.lower():
+            raise NotImplementedError(f"keras.optimizers.{cls_name} is not implemented in "
+                                      "xpnet yet")
+
+
+def __getattr__(name):
+    _not_yet(name)
+    raise AttributeError(f"module 'xpnet.optimizers' has no attribute {name!r}")

@@ -2,7 +2,12 @@
 
 import random
 
-__all__ = ["set_random_seed", "next_seed", "to_categorical", "pad_sequences"]
+from xpnet.data_feed import PyDataset
+from xpnet.data_feed import Sequence
+from xpnet.progbar import Progbar
+
+__all__ = ["set_random_seed", "next_seed", "to_categorical", "PyDataset", "Sequence",
+           "Progbar", "pad_sequences"]
 
 _SEEDS = random.Random()
 
@@ -12,11 +17,16 @@ def set_random_seed(seed):
 
     Every layer's initializer, every ``fit`` shuffle and every dropout layer created after this
     call takes its own seed from one generator seeded here, so two runs of the same program
-    with the same seed give identical weights.
+    with the same seed give identical weights. As Keras, it also seeds Python's ``random``
+    and NumPy's global generator (``np.random.seed``).
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"set_random_seed: seed must be an int, got {seed!r}")
+    from xpnet.backend import seed_global_generators
+
     _SEEDS.seed(seed)
+    random.seed(seed)
+    seed_global_generators(seed)
 
 
 def next_seed(seed=None):
@@ -25,7 +35,8 @@ def next_seed(seed=None):
 
 
 def to_categorical(y, num_classes=None):
-    """One-hot float32 rows from integer labels, as ``keras.utils.to_categorical``."""
+    """One-hot float64 rows from integer labels, as ``keras.utils.to_categorical`` (whose
+    NumPy result is float64)."""
     from xpnet.backend import backend_of
 
     backend = backend_of(y) if hasattr(y, "shape") else None
@@ -40,7 +51,7 @@ def to_categorical(y, num_classes=None):
         y = xp.reshape(y, tuple(y.shape[:-1]))
     n = num_classes if num_classes is not None else int(xp.max(y)) + 1
     classes = xp.arange(n, dtype=xp.int64, device=backend.device)
-    return xp.astype(y[..., None] == classes, xp.float32)
+    return xp.astype(y[..., None] == classes, xp.float64)
 
 
 def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",

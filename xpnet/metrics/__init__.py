@@ -1,5 +1,15 @@
-"""Metrics: running means accumulated on the device, read back only when reported."""
+"""Metrics: running means and counts accumulated on the device, read back only when reported.
 
+This module holds the base class and the mean-based metrics; :mod:`xpnet.metrics.confusion`
+(thresholded counts, Precision, Recall, AUC) and :mod:`xpnet.metrics.scores` (top-k, F-scores,
+IoU, R^2, RMSE, cosine similarity, log-cosh) hold the rest. Every ``update_state`` stays on
+the device: no ``float()``, no ``.item()``, no data-dependent shape.
+"""
+
+import re
+
+from xpnet.backend import backend_of
+from xpnet.backend import get_backend
 from xpnet.backend import namespace
 
 __all__ = [
@@ -15,6 +25,8 @@ class Metric:
 
     #: True when the metric gives the same result on the logits of a softmax output.
     argmax_based = False
+    #: True when ``result()`` holds several values (per class, per threshold).
+    vector_valued = False
 
     def __init_subclass__(cls, **kwargs):
         """Metrics read plain arrays: traced values (a custom ``train_step``'s
@@ -32,7 +44,7 @@ class Metric:
             cls.update_state = update_state
 
     def __init__(self, name=None, dtype=None):
-        self.name = name or type(self).__name__.lower()
+        self.name = name or snake_case(type(self).__name__)
         self.dtype = dtype
         self.reset_state()
 
@@ -42,11 +54,52 @@ class Metric:
     def update_state(self, y_true, y_pred, sample_weight=None):
         raise NotImplementedError
 
+    def __call__(self, *args, **kwargs):
+        """``update_state(...)``, then ``result()``, as calling a Keras metric does."""
+        self.update_state(*args, **kwargs)
+        return self.result()
+
     def result(self):
         raise NotImplementedError
 
     def get_config(self):
         return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def snake_case(name):
+    """Keras's default metric name for a class name: ``"MeanIoU"`` -> ``"mean_io_u"``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def as_arrays(y_true, y_pred, sample_weight=None):
+    """``(y_true, y_pred, sample_weight)`` as arrays on ``y_pred``'s backend, ``y_pred`` in a
+    floating dtype (float32 unless it already floats). Lists and host arrays, as Keras's
+    examples pass them, are converted; arrays already there pass through untouched."""
+    try:
+        backend = backend_of(y_pred)
+    except TypeError:
+        backend = get_backend("cpu")
+        y_pred = backend.asarray(y_pred)
+    xp = backend.xp
+    if not xp.isdtype(y_pred.dtype, "real floating"):
+        y_pred = xp.astype(y_pred, xp.float32)
+
+    def move(a):
+        if a is None:
+            return None
+        try:
+            if namespace(a) is xp:
+                return a
+        except TypeError:
+            pass
+        return backend.asarray(a)
+
+    return move(y_true), y_pred, move(sample_weight)
 
 
 class Mean(Metric):
@@ -186,7 +239,13 @@ def get(identifier, loss=None, output_shape=None):
 
     ``"accuracy"`` / ``"acc"`` resolve as Keras resolves them: binary accuracy for a one-unit
     output, sparse categorical accuracy for integer labels (a sparse loss), else categorical.
+    A per-class or per-threshold metric (``F1Score()``, ``Precision(thresholds=[...])``)
+    is logged by ``fit``/``evaluate`` as a NumPy array, as Keras 3 logs it.
     """
+    return _resolve(identifier, loss, output_shape)
+
+
+def _resolve(identifier, loss, output_shape):
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Metric):
@@ -208,4 +267,42 @@ def get(identifier, loss=None, output_shape=None):
     if cls is None:
         known = sorted(set(_BY_NAME) | {"accuracy", "acc"})
         raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
-    return cls(name=identifier)
+    if cls in _NEEDS:
+        raise ValueError(f"metric {identifier!r} needs {_NEEDS[cls]}: pass "
+                         f"{cls.__name__}({_NEEDS[cls]}=...) to compile")
+    # Keras names a metric given by a class name after the class ("AUC" -> "auc").
+    return cls() if cls in _NEW_CLASSES else cls(name=identifier)
+
+
+# The metrics of the other modules (imported last: they build on the classes above).
+from xpnet.metrics.confusion import *  # noqa: E402,F401,F403
+from xpnet.metrics.confusion import __all__ as _confusion_all  # noqa: E402
+from xpnet.metrics.iou import *  # noqa: E402,F401,F403
+from xpnet.metrics.iou import __all__ as _iou_all  # noqa: E402
+from xpnet.metrics.scores import *  # noqa: E402,F401,F403
+from xpnet.metrics.scores import __all__ as _scores_all  # noqa: E402
+from xpnet.metrics.wrappers import *  # noqa: E402,F401,F403
+from xpnet.metrics.wrappers import __all__ as _wrappers_all  # noqa: E402
+
+__all__ += _confusion_all + _scores_all + _iou_all + _wrappers_all
+_NEW_CLASSES = [globals()[n] for n in _confusion_all + _scores_all + _iou_all + _wrappers_all
+                if n[0].isupper()]
+# Strings compile(metrics=[...]) accepts, as Keras: class names and their snake case, and
+# the function names (which Keras wraps in a mean).
+_CLASSES.update({c.__name__: c for c in _NEW_CLASSES})
+_BY_NAME.update({snake_case(c.__name__): c for c in _NEW_CLASSES})
+_BY_NAME.update({"logcosh": LogCoshError, "log_cosh": LogCoshError,  # noqa: F405
+                 "fbeta_score": FBetaScore, "kld": KLDivergence,  # noqa: F405
+                 "mape": MeanAbsolutePercentageError,  # noqa: F405
+                 "msle": MeanSquaredLogarithmicError})  # noqa: F405
+# Classes whose constructor needs an argument a string cannot give.
+_NEEDS = {MeanIoU: "num_classes", IoU: "num_classes",  # noqa: F405
+          OneHotIoU: "num_classes", OneHotMeanIoU: "num_classes",  # noqa: F405
+          SensitivityAtSpecificity: "specificity",  # noqa: F405
+          SpecificityAtSensitivity: "sensitivity", PrecisionAtRecall: "recall",  # noqa: F405
+          RecallAtPrecision: "precision"}  # noqa: F405
+_FUNCTIONS.update({f.__name__: f for f in (
+    top_k_categorical_accuracy, sparse_top_k_categorical_accuracy,  # noqa: F405
+    cosine_similarity, pearson_correlation, concordance_correlation)})  # noqa: F405
+_BY_NAME.update({"cosine_similarity": CosineSimilarity})  # noqa: F405
+
