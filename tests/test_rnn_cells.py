@@ -209,3 +209,14 @@ def test_keras_cell_in_a_model_trains(cpu):
     model.fit(x, y, epochs=20, batch_size=16, verbose=0)
     assert model.evaluate(x, y, verbose=0) < 0.5 * first
     assert len(model.trainable_weights) == 4  # the cell's two, Dense's two
+
+
+def test_stacked_cells_one_step(backend):
+    cells = [LSTMCell(3, dtype="float64"), GRUCell(2, dtype="float64")]
+    stack = StackedRNNCells(cells, dtype="float64")
+    stack.build_on(backend, (None, F))
+    _randomize(backend, cells)
+    rng = np.random.default_rng(6)
+    states = [rng.uniform(-1, 1, (B, n)) for n in (3, 3, 2)]
+    ys = check_call(backend, stack, rng.uniform(-1, 1, (B, F)), {"states": states})
+    assert [tuple(y.shape) for y in ys] == [(B, 2), (B, 3), (B, 3), (B, 2)]

@@ -127,6 +127,30 @@ class StackedRNNCells(Layer):
             c.build_on(self.backend, (None, width))
             width = c.units
 
+    def forward(self, x, training=False, states=None):
+        """One step through every cell: ``[output, *new_states]`` (states flattened)."""
+        xp = namespace(x)
+        if states is None:
+            states = [xp.zeros((x.shape[0], n), dtype=x.dtype, device=self.backend.device)
+                      for n in self.state_size]
+        states, ctxs, new = list(states), [], []
+        for c in self.cells:
+            ys, ctx = c.forward(x, training, states=states[:c.n_states])
+            states = states[c.n_states:]
+            ctxs.append(ctx)
+            x, new = ys[0], new + list(ys[1:])
+        return [x] + new, ctxs
+
+    def backward(self, ctxs, dy, need_dx=True):
+        dys = list(dy) + [None] * (1 + len(self.state_size) - len(dy))
+        d_out, d_states, d0 = dys[0], dys[1:], []
+        for c, ctx in zip(reversed(self.cells), reversed(ctxs)):
+            mine, d_states = d_states[len(d_states) - c.n_states:], \
+                d_states[:len(d_states) - c.n_states]
+            g = c.backward(ctx, [d_out] + mine)
+            d_out, d0 = g.args, list(g.kwargs["states"]) + d0
+        return InputGrads(args=d_out, kwargs={"states": d0})
+
     def get_config(self):
         return {**super().get_config(), "cells": [_serialize(c) for c in self.cells]}
 
