@@ -78,3 +78,25 @@ def test_kernel_compiles_for_sm80(nvvm, name, dtype):
         kernel = getattr(_cuda, name, None) or getattr(_cuda_optim, name)
     ptx, _ = cuda.compile_ptx(kernel.py_func, _signatures(dtype)[name], cc=(8, 0))
     assert ".entry" in ptx and "sm_80" in ptx
+
+
+# -- box kernels (issue 15) --
+def _box_signatures(f):
+    m, t = f[:, :], f[:, :, :, :]
+    return {
+        "_nms": (m, int64[:], float64, types.uint8[:]),
+        "_roi_align": (t, m, float64, int64, boolean, t),
+        "_roi_align_grad": (t, m, float64, int64, boolean, t),
+        "_roi_pool": (t, m, float64, t, int64[:, :, :, :]),
+        "_roi_pool_grad": (t, int64[:, :, :, :], m, t),
+    }
+
+
+@pytest.mark.parametrize("dtype", [types.float32, types.float64], ids=str)
+@pytest.mark.parametrize("name", list(_box_signatures(types.float32)))
+def test_box_kernel_compiles_for_sm80(nvvm, name, dtype):
+    from xpnet.kernels import _cuda_boxes
+
+    kernel = getattr(_cuda_boxes, name)
+    ptx, _ = cuda.compile_ptx(kernel.py_func, _box_signatures(dtype)[name], cc=(8, 0))
+    assert ".entry" in ptx and "sm_80" in ptx

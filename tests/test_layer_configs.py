@@ -19,7 +19,7 @@ ARGS = {"units": 3, "filters": 2, "kernel_size": 3, "rate": 0.25, "stddev": 0.1,
         "target_shape": (2, 3), "shape": (3,), "num_tokens": 4, "output_dim": 2,
         "input_dim": 5, "num_heads": 2, "key_dim": 4, "groups": 1, "cropping": 1,
         "padding": 1, "size": 2, "data_format": "channels_last", "cell": None,
-        "layer": None, "function": None}
+        "layer": None, "function": None, "output_size": 2}
 
 NOT_SAVABLE = {"Lambda"}  # by design: code is never stored in a file
 

@@ -119,6 +119,12 @@ __all__ += [
     "Rescaling", "Permute", "RepeatVector",
 ]
 
+# -- region-of-interest pooling (issue 15) --
+from xpnet.layers.detection import RoIAlign  # noqa: E402
+from xpnet.layers.detection import RoIPool  # noqa: E402
+
+__all__ += ["RoIAlign", "RoIPool"]
+
 # Embedding, masking and recurrent layers (issue 12).
 from xpnet.layers.embedding import Embedding  # noqa: E402
 from xpnet.layers.embedding import Masking  # noqa: E402
