@@ -167,8 +167,8 @@ def _torch_classifier(vocab, length, width, heads, ff):
 def encoder_part(rounds, sequences, batch=32, length=64, width=128, heads=4, ff=256,
                  vocab=1000, torch_threads=2):
     import torch
-
     from transformer_utils import Trainer
+
     from xpnet import kernels
     from xpnet import layers
     from xpnet import optimizers
@@ -235,7 +235,8 @@ def encoder_part(rounds, sequences, batch=32, length=64, width=128, heads=4, ff=
             fn()
             times[name].append(time.perf_counter() - t)
     ratios = [a / b for a, b in zip(times["xpnet"], times["torch"])]
-    row = {"sequences": sequences, "torch_threads": torch_threads, "xpnet_s": times["xpnet"], "torch_s": times["torch"],
+    row = {"sequences": sequences, "torch_threads": torch_threads, "xpnet_s": times["xpnet"],
+           "torch_s": times["torch"],
            "ratio_median": statistics.median(ratios), "ratio_range": [min(ratios),
                                                                      max(ratios)]}
     print(json.dumps(row), flush=True)

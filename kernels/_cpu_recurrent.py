@@ -1,77 +1,165 @@
 """``numba.njit`` LSTM and GRU cell kernels for NumPy arrays: the gates, the state update,
-their derivatives and the mask in one pass over ``(batch, units)``, writing into the
-caller's preallocated per-step buffers."""
+their derivatives and the mask in one call per step, writing into the caller's
+preallocated per-step buffers.
+
+Each row runs as a few short loops that each write one array: LLVM vectorizes a loop only
+while its runtime alias checks stay few, and one loop writing gates, c and h at once ran
+scalar (383 us a step at batch 64, 128 units, against 20-40 us split). float32 uses a
+branch-free rational tanh that vectorizes (Numba's ``math.tanh``/``exp`` are scalar libm
+calls here: no SVML), ``sigmoid(x) = (1 + tanh(x/2)) / 2``; float64 uses libm's, exact,
+for gradient checks. The equations are those of ``_recurrent_math`` (the CUDA kernels'
+and, as array-API code, ``recurrent.py``'s reference).
+"""
 
 import numba
+import numpy as np
 
 from xpnet.kernels import _recurrent_math as rm
 
-_lstm_cell = numba.njit(inline="always")(rm.lstm_cell)
-_lstm_cell_grad = numba.njit(inline="always")(rm.lstm_cell_grad)
-_gru_cell = numba.njit(inline="always")(rm.gru_cell)
-_gru_cell_grad = numba.njit(inline="always")(rm.gru_cell_grad)
+
+def _inline(f):
+    return numba.njit(inline="always")(f)
 
 
 def _jit(f):
     return numba.njit(cache=True, error_model="numpy", nogil=True)(f)
 
 
-@_jit
+_HALF32 = np.float32(0.5)
+_tanh32 = _inline(rm.tanh_rational)
+_tanh64 = _inline(rm.tanh_exact)
+
+
+@_inline
+def _sigmoid32(x):
+    return _HALF32 + _HALF32 * _tanh32(_HALF32 * x)
+
+
+_sigmoid64 = _inline(rm.sigmoid_exact)
+
+
+def _make(tanh, sigmoid, one, suffix):
+    def lstm_forward(xz, rz, c_prev, h_prev, m, gates, c, h):
+        u = c.shape[1]
+        for b in range(c.shape[0]):
+            for j in range(2 * u):  # loops from 0: an offset start ran 3x slower
+                gates[b, j] = sigmoid(xz[b, j] + rz[b, j])
+            for j in range(u):
+                gates[b, 2 * u + j] = tanh(xz[b, 2 * u + j] + rz[b, 2 * u + j])
+            for j in range(u):
+                gates[b, 3 * u + j] = sigmoid(xz[b, 3 * u + j] + rz[b, 3 * u + j])
+            if m[b]:
+                for j in range(u):
+                    c[b, j] = gates[b, u + j] * c_prev[b, j] + gates[b, j] * gates[b, 2 * u + j]
+                for j in range(u):
+                    h[b, j] = gates[b, 3 * u + j] * tanh(c[b, j])
+            else:
+                for j in range(u):
+                    c[b, j] = c_prev[b, j]
+                for j in range(u):
+                    h[b, j] = h_prev[b, j]
+
+    def lstm_backward(dh, dc, gates, c, c_prev, m, dz):
+        u = c.shape[1]
+        for b in range(c.shape[0]):
+            if not m[b]:  # carried: dz 0, dh and dc pass through unchanged
+                for j in range(4 * u):
+                    dz[b, j] = 0
+                continue
+            for j in range(u):
+                tc = tanh(c[b, j])
+                o = gates[b, 3 * u + j]
+                dz[b, 3 * u + j] = dh[b, j] * tc * o * (one - o)
+            for j in range(u):
+                tc = tanh(c[b, j])
+                dc[b, j] = dc[b, j] + dh[b, j] * gates[b, 3 * u + j] * (one - tc * tc)
+            for j in range(u):
+                i, f, g = gates[b, j], gates[b, u + j], gates[b, 2 * u + j]
+                d = dc[b, j]
+                dz[b, j] = d * g * i * (one - i)
+                dz[b, u + j] = d * c_prev[b, j] * f * (one - f)
+                dz[b, 2 * u + j] = d * i * (one - g * g)
+            for j in range(u):
+                dc[b, j] = dc[b, j] * gates[b, u + j]
+            for j in range(u):
+                dh[b, j] = 0
+
+    def gru_forward(xz, rz, h_prev, m, gates, h):
+        u = h.shape[1]
+        for b in range(h.shape[0]):
+            for j in range(2 * u):
+                gates[b, j] = sigmoid(xz[b, j] + rz[b, j])
+            for j in range(u):
+                gates[b, 3 * u + j] = rz[b, 2 * u + j]
+            for j in range(u):
+                gates[b, 2 * u + j] = tanh(xz[b, 2 * u + j] + gates[b, u + j] *
+                                           gates[b, 3 * u + j])
+            if m[b]:
+                for j in range(u):
+                    z = gates[b, j]
+                    h[b, j] = z * h_prev[b, j] + (one - z) * gates[b, 2 * u + j]
+            else:
+                for j in range(u):
+                    h[b, j] = h_prev[b, j]
+
+    def gru_backward(dh, gates, h_prev, m, dx, dr):
+        u = h_prev.shape[1]
+        for b in range(h_prev.shape[0]):
+            if not m[b]:
+                for j in range(3 * u):
+                    dx[b, j] = 0
+                for j in range(3 * u):
+                    dr[b, j] = 0
+                continue
+            for j in range(u):
+                z, r, hh, rh = gates[b, j], gates[b, u + j], gates[b, 2 * u + j], \
+                    gates[b, 3 * u + j]
+                g = dh[b, j]
+                dah = g * (one - z) * (one - hh * hh)
+                dx[b, j] = g * (h_prev[b, j] - hh) * z * (one - z)
+                dx[b, u + j] = dah * rh * r * (one - r)
+                dx[b, 2 * u + j] = dah
+            for j in range(2 * u):
+                dr[b, j] = dx[b, j]
+            for j in range(u):
+                dr[b, 2 * u + j] = dx[b, 2 * u + j] * gates[b, u + j]
+            for j in range(u):
+                dh[b, j] = dh[b, j] * gates[b, j]
+
+    out = {}
+    for f in (lstm_forward, lstm_backward, gru_forward, gru_backward):
+        name = f.__name__
+        f.__name__ = f.__qualname__ = f"{name}_{suffix}"
+        out[name] = _jit(f)
+    return out
+
+
+_F32 = _make(_tanh32, _sigmoid32, np.float32(1), "f32")
+_F64 = _make(_tanh64, _sigmoid64, 1.0, "f64")
+
+
+def _kernels(a):
+    return _F32 if a.dtype == np.float32 else _F64
+
+
 def lstm_forward(xz, rz, c_prev, h_prev, m, gates, c, h):
     """``gates = [i, f, g, o]`` of ``xz + rz``; ``c``, ``h`` the new (or carried) state."""
-    u = c.shape[1]
-    for b in range(c.shape[0]):
-        mb = m[b]
-        for j in range(u):
-            i, f, g, o, cn, hn = _lstm_cell(xz[b, j] + rz[b, j], xz[b, u + j] + rz[b, u + j],
-                                            xz[b, 2 * u + j] + rz[b, 2 * u + j],
-                                            xz[b, 3 * u + j] + rz[b, 3 * u + j],
-                                            c_prev[b, j], h_prev[b, j], mb)
-            gates[b, j], gates[b, u + j], gates[b, 2 * u + j], gates[b, 3 * u + j] = i, f, g, o
-            c[b, j], h[b, j] = cn, hn
+    _kernels(xz)["lstm_forward"](xz, rz, c_prev, h_prev, m, gates, c, h)
 
 
-@_jit
 def lstm_backward(dh, dc, gates, c, c_prev, m, dz):
     """``dz`` of the pre-activations; ``dc`` becomes dL/dc_prev and ``dh`` the part of dL/dh
-    that reaches ``h_prev`` directly (both in place)."""
-    u = c.shape[1]
-    for b in range(c.shape[0]):
-        mb = m[b]
-        for j in range(u):
-            r = _lstm_cell_grad(dh[b, j], dc[b, j], gates[b, j], gates[b, u + j],
-                                gates[b, 2 * u + j], gates[b, 3 * u + j], c[b, j],
-                                c_prev[b, j], mb)
-            dz[b, j], dz[b, u + j], dz[b, 2 * u + j], dz[b, 3 * u + j] = r[0], r[1], r[2], r[3]
-            dc[b, j], dh[b, j] = r[4], r[5]
+    reaching ``h_prev`` directly (both in place)."""
+    _kernels(dh)["lstm_backward"](dh, dc, gates, c, c_prev, m, dz)
 
 
-@_jit
 def gru_forward(xz, rz, h_prev, m, gates, h):
     """``gates = [z, r, hh, rh]`` (``rh`` the recurrent candidate part, kept for the
-    gradient of ``r``); ``h`` the new (or carried) state. ``rz`` includes its bias."""
-    u = h.shape[1]
-    for b in range(h.shape[0]):
-        mb = m[b]
-        for j in range(u):
-            rh = rz[b, 2 * u + j]
-            z, r, hh, hn = _gru_cell(xz[b, j], xz[b, u + j], xz[b, 2 * u + j], rz[b, j],
-                                     rz[b, u + j], rh, h_prev[b, j], mb)
-            gates[b, j], gates[b, u + j], gates[b, 2 * u + j], gates[b, 3 * u + j] = z, r, hh, rh
-            h[b, j] = hn
+    gradient of ``r``); ``h`` the new (or carried) state; ``rz`` includes its bias."""
+    _kernels(xz)["gru_forward"](xz, rz, h_prev, m, gates, h)
 
 
-@_jit
 def gru_backward(dh, gates, h_prev, m, dx, dr):
     """``dx`` (input part) and ``dr`` (recurrent part) of the pre-activations; ``dh``
     becomes the part of dL/dh reaching ``h_prev`` directly (in place)."""
-    u = h_prev.shape[1]
-    for b in range(h_prev.shape[0]):
-        mb = m[b]
-        for j in range(u):
-            daz, dar, dah, drh, dhp = _gru_cell_grad(dh[b, j], gates[b, j], gates[b, u + j],
-                                                     gates[b, 2 * u + j], gates[b, 3 * u + j],
-                                                     h_prev[b, j], mb)
-            dx[b, j], dx[b, u + j], dx[b, 2 * u + j] = daz, dar, dah
-            dr[b, j], dr[b, u + j], dr[b, 2 * u + j] = daz, dar, drh
-            dh[b, j] = dhp
+    _kernels(dh)["gru_backward"](dh, gates, h_prev, m, dx, dr)

@@ -5,14 +5,17 @@ CuPy's current stream. Under the CUDA simulator the launchers take NumPy arrays.
 from numba import cuda
 
 from xpnet.kernels import _recurrent_math as rm
+from xpnet.kernels._cuda import TPB
 from xpnet.kernels._cuda import _grid
 from xpnet.kernels._cuda import _stream
-from xpnet.kernels._cuda import TPB
 
-_lstm_cell = cuda.jit(device=True, inline=True)(rm.lstm_cell)
-_lstm_cell_grad = cuda.jit(device=True, inline=True)(rm.lstm_cell_grad)
-_gru_cell = cuda.jit(device=True, inline=True)(rm.gru_cell)
-_gru_cell_grad = cuda.jit(device=True, inline=True)(rm.gru_cell_grad)
+
+def _device(f):
+    return cuda.jit(device=True, inline=True)(f)
+
+
+_lstm_cell, _lstm_cell_grad, _gru_cell, _gru_cell_grad = rm.make_cells(
+    _device(rm.tanh_exact), _device(rm.sigmoid_exact), _device)
 
 
 @cuda.jit

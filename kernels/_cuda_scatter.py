@@ -4,9 +4,9 @@ launcher takes NumPy arrays."""
 
 from numba import cuda
 
+from xpnet.kernels._cuda import TPB
 from xpnet.kernels._cuda import _grid
 from xpnet.kernels._cuda import _stream
-from xpnet.kernels._cuda import TPB
 
 
 @cuda.jit

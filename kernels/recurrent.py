@@ -22,9 +22,10 @@ from xpnet.backend import namespace
 from xpnet.kernels import activation as _act
 from xpnet.kernels import activation_grad as _act_grad
 from xpnet.kernels import enabled
+from xpnet.kernels import threads
 
 __all__ = ["lstm_forward_step", "lstm_backward_step", "gru_forward_step",
-           "gru_backward_step", "fused"]
+           "gru_backward_step", "fused", "over_batch"]
 
 _MODULES = {}
 
@@ -36,10 +37,12 @@ def _load(name):
     return mod
 
 
-def fused(xp, activation, recurrent_activation):
+def fused(xp, activation, recurrent_activation, dtype=None):
     """"cpu", "cuda" or None: the kernel module for these arrays and activations (the
-    kernels are written for Keras's defaults, tanh and sigmoid)."""
+    kernels are written for Keras's defaults, tanh and sigmoid, in float32 and float64)."""
     if not enabled() or activation != "tanh" or recurrent_activation != "sigmoid":
+        return None
+    if dtype is not None and dtype not in (xp.float32, xp.float64):
         return None
     if is_numpy_namespace(xp):
         return "cpu"
@@ -48,10 +51,36 @@ def fused(xp, activation, recurrent_activation):
     return None
 
 
+# Rows per thread below which the recurrence is not split (each step's product shrinks).
+_MIN_ROWS = 16
+
+
+def over_batch(xp, batch, fn, activation="tanh", recurrent_activation="sigmoid", dtype=None):
+    """``fn(i, j)`` over ranges of batch rows, which are independent through the whole
+    recurrence: on NumPy with the fused kernels and several of xpnet's threads (inside
+    ``fit``), the ranges run side by side, each loop with its own products and kernels on
+    ``[:, i:j]`` views of the time-major buffers; elsewhere ``fn(None, None)`` once (the
+    whole batch, no views). Returns the list of results in row order."""
+    if fused(xp, activation, recurrent_activation, dtype) == "cpu" and threads.count() > 1 and \
+            batch >= 2 * _MIN_ROWS:
+        return threads.run(fn, batch, min_chunk=_MIN_ROWS)
+    return [fn(None, None)]
+
+
+_ONES = {}
+
+
 def _mask_t(xp, mask, t, like):
+    """Step ``t``'s row mask for a kernel; all True when there is no mask (one array per
+    batch size and namespace, kept: a fresh ``ones`` each step cost more than the step's
+    kernel)."""
     if mask is not None:
         return mask[t]
-    return xp.ones((like.shape[0],), dtype=xp.bool)
+    key = (like.shape[0], xp, str(getattr(like, "device", "")))
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = xp.ones((like.shape[0],), dtype=xp.bool)
+    return ones
 
 
 def _where(m, new, old):
@@ -72,7 +101,7 @@ def lstm_forward_step(t, xz, rz, mask, gates, cs, hs, activation="tanh",
     ``h_{t-1} @ recurrent_kernel``.
     """
     xp = namespace(rz)
-    route = fused(xp, activation, recurrent_activation)
+    route = fused(xp, activation, recurrent_activation, rz.dtype)
     if route is not None:
         return _load(route).lstm_forward(xz[t], rz, cs[t], hs[t], _mask_t(xp, mask, t, rz),
                                          gates[t], cs[t + 1], hs[t + 1])
@@ -96,7 +125,7 @@ def lstm_backward_step(t, dh, dc, mask, gates, cs, dz, activation="tanh",
     ``dL/dh_{t-1}`` that skips the recurrent product (all of ``dh`` on masked rows) and
     ``dL/dc_{t-1}``. ``dh`` and ``dc`` may be overwritten."""
     xp = namespace(dh)
-    route = fused(xp, activation, recurrent_activation)
+    route = fused(xp, activation, recurrent_activation, dh.dtype)
     if route is not None:
         _load(route).lstm_backward(dh, dc, gates[t], cs[t + 1], cs[t],
                                    _mask_t(xp, mask, t, dh), dz[t])
@@ -129,7 +158,7 @@ def gru_forward_step(t, xz, rz, mask, gates, hs, activation="tanh",
     ``rz = h_{t-1} @ recurrent_kernel + recurrent_bias``. Writes ``gates[t] = [z, r, hh,
     rz_h]`` and ``hs[t+1]``."""
     xp = namespace(rz)
-    route = fused(xp, activation, recurrent_activation)
+    route = fused(xp, activation, recurrent_activation, rz.dtype)
     if route is not None:
         return _load(route).gru_forward(xz[t], rz, hs[t], _mask_t(xp, mask, t, rz), gates[t],
                                         hs[t + 1])
@@ -151,7 +180,7 @@ def gru_backward_step(t, dh, mask, gates, hs, dxz, drz, activation="tanh",
     ``drz[t]`` (of ``rz``) and returns the part of ``dL/dh_{t-1}`` that skips the recurrent
     product. ``dh`` may be overwritten."""
     xp = namespace(dh)
-    route = fused(xp, activation, recurrent_activation)
+    route = fused(xp, activation, recurrent_activation, dh.dtype)
     if route is not None:
         _load(route).gru_backward(dh, gates[t], hs[t], _mask_t(xp, mask, t, dh), dxz[t],
                                   drz[t])

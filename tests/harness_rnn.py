@@ -4,9 +4,9 @@ with ``return_state``), keyword tensors (``initial_state``, ``mask``), integer i
 and random masks replayed (dropout)."""
 
 import numpy as np
-
 from harness import assert_grad_close
 from harness import numerical_grad
+
 from xpnet.layers.base import InputGrads
 from xpnet.layers.base import Layer
 
@@ -82,7 +82,7 @@ def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
         parts = value if isinstance(value, list) else [value]
         got = dkw[name] if isinstance(value, list) else [dkw[name]]
         for i, part in enumerate(parts):
-            def f(v, i=i, name=name):
+            def f(v, i=i, name=name, parts=parts, value=value):
                 kw = dict(kwargs_host)
                 kw[name] = [v if j == i else p for j, p in enumerate(parts)] \
                     if isinstance(value, list) else v

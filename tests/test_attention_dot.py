@@ -77,7 +77,7 @@ def test_matches_keras_equations(cpu):
 
 
 def test_config_and_errors(cpu):
-    for name, (cls, kw) in LAYERS.items():
+    for _name, (cls, kw) in LAYERS.items():
         layer = cls(**kw, dropout=0.1, seed=1)
         clone = cls.from_config(layer.get_config())
         assert clone.get_config() | {"name": None} == layer.get_config() | {"name": None}

@@ -68,13 +68,13 @@ def nvvm():
 def test_kernel_compiles_for_sm80(nvvm, name, dtype):
     import importlib
 
+    from xpnet.kernels import _cuda
+    from xpnet.kernels import _cuda_optim
+
     module, _, attr = name.rpartition(".")
-    if module:
+    if module:  # "_cuda_recurrent._lstm_forward": a kernel of another module
         kernel = getattr(importlib.import_module(f"xpnet.kernels.{module}"), attr)
     else:
-        from xpnet.kernels import _cuda
-        from xpnet.kernels import _cuda_optim
-
         kernel = getattr(_cuda, name, None) or getattr(_cuda_optim, name)
     ptx, _ = cuda.compile_ptx(kernel.py_func, _signatures(dtype)[name], cc=(8, 0))
     assert ".entry" in ptx and "sm_80" in ptx

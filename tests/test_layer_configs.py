@@ -19,7 +19,7 @@ ARGS = {"units": 3, "filters": 2, "kernel_size": 3, "rate": 0.25, "stddev": 0.1,
         "target_shape": (2, 3), "shape": (3,), "num_tokens": 4, "output_dim": 2,
         "input_dim": 5, "num_heads": 2, "key_dim": 4, "groups": 1, "cropping": 1,
         "padding": 1, "size": 2, "data_format": "channels_last", "cell": None,
-        "layer": None, "function": None, "output_size": 2,
+        "layer": None, "function": None, "output_size": 2, "cells": None,
         # attention and Transformers (issue 13)
         "head_dim": 2, "num_query_heads": 4, "num_key_value_heads": 2,
         "intermediate_dim": 8, "sequence_length": 6, "vocabulary_size": 10,
@@ -47,10 +47,14 @@ def _make(name, cls):
             kwargs[p.name] = ARGS[p.name]
     if name == "InputLayer":
         kwargs["shape"] = (3,)
-    if name in ("Bidirectional", "TimeDistributed", "Wrapper"):
+    if name in ("TimeDistributed", "Wrapper"):
         kwargs["layer"] = layers.Dense(2)
+    if name == "Bidirectional":
+        kwargs["layer"] = layers.LSTM(2)
     if "cell" in kwargs:
-        kwargs["cell"] = getattr(layers, "SimpleRNNCell", layers.Dense)(2)  # RNN(cell) once merged
+        kwargs["cell"] = layers.SimpleRNNCell(2)
+    if "cells" in kwargs:
+        kwargs["cells"] = [layers.SimpleRNNCell(2), layers.GRUCell(3)]
     return cls(**kwargs)
 
 

@@ -152,3 +152,35 @@ def test_errors():
     layer = LSTM(3)
     with pytest.raises(ValueError, match="timesteps"):
         layer.check_input_shape((None, 4))
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_batch_split_over_threads_matches(cpu, name):
+    """Inside fit, the recurrence runs over row ranges side by side (xpnet's threads): the
+    same outputs and gradients as the whole batch on one thread."""
+    from xpnet.kernels import threads
+
+    cls, base = LAYERS[name]
+    layer = cls(U, dtype="float64", return_sequences=True, return_state=True,
+                dropout=0.2, recurrent_dropout=0.2, seed=1, **base)
+    layer.build_on(cpu, (None, 7, F))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 7, F))
+    mask = np.ones((40, 7), bool)
+    mask[::3, 4:] = False
+    results = []
+    for n in (1, 2):
+        layer.zero_grads()
+        state = layer.get_rng_state()
+        with threads.using(n):
+            ys, ctx = layer.forward(x, training=True, mask=mask)
+            dys = [np.ones_like(y) for y in ys]
+            dx = layer.backward(ctx, dys)
+        layer.set_rng_state(state)
+        results.append((ys, dx, {k: g.copy() for k, g in layer.grads.items()}))
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    for a, b in zip(y1, y2):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-12, atol=1e-13)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-11, atol=1e-12)

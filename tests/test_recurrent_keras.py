@@ -23,7 +23,8 @@ def keras_lstm(x, w, u, b, mask):
     h, c, out = np.zeros((B, U)), np.zeros((B, U)), []
     for t in range(T):
         z = x[:, t] @ w + h @ u + b
-        i, f, g, o = sig(z[:, :U]), sig(z[:, U:2 * U]), np.tanh(z[:, 2 * U:3 * U]), sig(z[:, 3 * U:])
+        i, f = sig(z[:, :U]), sig(z[:, U:2 * U])
+        g, o = np.tanh(z[:, 2 * U:3 * U]), sig(z[:, 3 * U:])
         c_new = f * c + i * g
         h_new = o * np.tanh(c_new)
         m = mask[:, t:t + 1]

@@ -88,7 +88,6 @@ def test_encoder_padding_mask_hides_padded_steps(cpu):
 
 
 def test_token_and_position_embedding(backend):
-    rng = np.random.default_rng(6)
     layer = TokenAndPositionEmbedding(7, 6, 3, mask_zero=True, dtype="float64")
     layer.build_on(backend, (None, 4))
     ids = np.array([[1, 2, 0, 0], [6, 6, 3, 1]])

@@ -22,6 +22,6 @@ def test_step_kernels_match_reference(device, monkeypatch, kind, dtype, scale):
         got_d, got_b = run(kind, put, 1, True, recurrent)
         got = ({k: device.get(v) for k, v in got_d.items()}, [device.get(a) for a in got_b])
     else:
-        monkeypatch.setattr(recurrent, "fused", lambda xp, a, r: "cuda")
+        monkeypatch.setattr(recurrent, "fused", lambda xp, a, r, dtype=None: "cuda")
         got = run(kind, {k: v.copy() for k, v in d.items()}, 1, True, recurrent)
     compare(kind, got, want, dtype)

@@ -265,11 +265,13 @@ def _install_fault_handler(comm):
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        previous(kind, value, tb)
+        # the one line first: another rank's abort may end this process mid-traceback
         reason = "was interrupted" if issubclass(kind, KeyboardInterrupt) else \
             f"failed with {kind.__name__}: {value}"
         sys.stderr.write(f"xpnet.distributed: rank {comm.rank} of {comm.size} {reason}; "
                          "aborting every rank\n")
+        sys.stderr.flush()
+        previous(kind, value, tb)
         sys.stderr.flush()
         comm.abort(1)
 

@@ -12,13 +12,13 @@ MISSING = {
         remat"""),
     "layers": _SPLIT("""AlphaDropout AutoContrast
         CategoryEncoding ConvLSTM1D ConvLSTM2D ConvLSTM3D Discretization EinsumDense
-        Equalization FlaxLayer GRUCell HashedCrossing
-        Hashing InputSpec IntegerLookup JaxLayer LSTMCell MelSpectrogram MixUp
-        Pipeline RNN RandAugment RandomBrightness RandomColorDegeneration
+        Equalization FlaxLayer HashedCrossing
+        Hashing InputSpec IntegerLookup JaxLayer MelSpectrogram MixUp
+        Pipeline RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomGrayscale RandomHeight RandomHue RandomPosterization
         RandomSaturation RandomSharpness RandomShear RandomWidth STFTSpectrogram
-        SimpleRNNCell Solarization SpectralNormalization StackedRNNCells StringLookup
-        TFSMLayer TextVectorization TimeDistributed Bidirectional TorchModuleWrapper
+        Solarization SpectralNormalization StringLookup
+        TFSMLayer TextVectorization TorchModuleWrapper
         Wrapper"""),
     "ops": _SPLIT("""conv conv_transpose depthwise_conv separable_conv average_pool max_pool
         batch_normalization moments ctc_loss ctc_decode fft fft2 rfft irfft stft istft
@@ -32,7 +32,7 @@ MISSING = {
         deserialize_keras_object disable_interactive_logging enable_interactive_logging
         get_custom_objects get_file get_source_inputs image_dataset_from_directory
         img_to_array is_interactive_logging_enabled is_keras_tensor legacy load_img
-        model_to_dot normalize pad_sequences plot_model save_img serialize_keras_object
+        model_to_dot normalize plot_model save_img serialize_keras_object
         split_dataset standardize_dtype text_dataset_from_directory
         timeseries_dataset_from_array"""),
     "callbacks": _SPLIT("RemoteMonitor SwapEMAWeights"),

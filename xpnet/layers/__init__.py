@@ -124,6 +124,7 @@ from xpnet.layers.detection import RoIAlign  # noqa: E402
 from xpnet.layers.detection import RoIPool  # noqa: E402
 
 __all__ += ["RoIAlign", "RoIPool"]
+
 # Embedding, masking and recurrent layers (issue 12).
 from xpnet.layers.embedding import Embedding  # noqa: E402
 from xpnet.layers.embedding import Masking  # noqa: E402
@@ -153,3 +154,14 @@ from xpnet.layers.transformer import TransformerEncoder  # noqa: E402
 
 __all__ += ["PositionEmbedding", "RotaryEmbedding", "SinePositionEncoding",
             "TokenAndPositionEmbedding", "TransformerDecoder", "TransformerEncoder"]
+from xpnet.layers.rnn import RNN  # noqa: E402
+from xpnet.layers.rnn import GRUCell  # noqa: E402
+from xpnet.layers.rnn import LSTMCell  # noqa: E402
+from xpnet.layers.rnn import SimpleRNNCell  # noqa: E402
+from xpnet.layers.rnn import StackedRNNCells  # noqa: E402
+
+__all__ += ["RNN", "GRUCell", "LSTMCell", "SimpleRNNCell", "StackedRNNCells"]
+from xpnet.layers.wrappers import Bidirectional  # noqa: E402
+from xpnet.layers.wrappers import TimeDistributed  # noqa: E402
+
+__all__ += ["Bidirectional", "TimeDistributed"]

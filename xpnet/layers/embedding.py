@@ -5,6 +5,8 @@ A mask (Keras semantics) is a bool array ``(batch, time)``, True where a step ho
 pooling, losses and metrics that accept ``mask=`` skip the steps it marks False.
 """
 
+import math
+
 from xpnet import initializers
 from xpnet.backend import namespace
 from xpnet.kernels import scatter
@@ -60,6 +62,10 @@ class Embedding(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
+
+    def macs(self, input_shape):
+        """One copied value per output entry (a gather, not a product with the table)."""
+        return math.prod(n or 1 for n in input_shape[1:]) * self.output_dim
 
     def compute_mask(self, x, mask=None):
         """``x != 0`` with ``mask_zero``, else None."""

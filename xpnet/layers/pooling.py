@@ -202,8 +202,32 @@ def _global_doc(what, rank):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    __doc__ = _global_doc("Mean", 1)
+    __doc__ = _global_doc("Mean", 1) + """
+    With a ``mask`` (batch, steps) the mean runs over the unmasked steps only (Keras:
+    ``sum(x * mask) / sum(mask)``); the output has no mask.
+    """
     rank, mode = 1, "avg"
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def forward(self, x, training=False, mask=None):
+        if mask is None:
+            return super().forward(x, training)
+        xp = namespace(x)
+        steps = 1 if self.data_format == "channels_last" else 2
+        w = xp.expand_dims(xp.astype(mask, x.dtype), axis=3 - steps)  # issue 12
+        total = xp.sum(w, axis=steps)
+        return self._shape_out(xp.sum(x * w, axis=steps) / total), ("masked", w, total)
+
+    def backward(self, ctx, dy, need_dx=True):
+        if ctx[0] != "masked":
+            return super().backward(ctx, dy)
+        _, w, total = ctx
+        xp = namespace(dy)
+        g = xp.reshape(dy, (dy.shape[0], -1)) / total  # (batch, channels)
+        steps = 1 if self.data_format == "channels_last" else 2
+        return xp.expand_dims(g, axis=steps) * w
 
 
 class GlobalAveragePooling2D(_GlobalPooling):

@@ -10,9 +10,18 @@ from xpnet import initializers
 from xpnet.kernels import activation as _act
 from xpnet.kernels import activation_grad as _act_grad
 from xpnet.kernels import recurrent as rk
+from xpnet.layers.recurrent_base import CellCore
 from xpnet.layers.recurrent_base import RecurrentBase
 
-__all__ = ["SimpleRNN", "LSTM", "GRU"]
+__all__ = ["SimpleRNN", "LSTM", "GRU", "SimpleMath", "LSTMMath", "GRUMath"]
+
+
+def _rows(i, j, *arrays):
+    """``a[:, i:j]`` of each array (rows of a time-major buffer, or of a dropout mask), or
+    the arrays themselves for ``i`` None; None stays None."""
+    if i is None:
+        return arrays
+    return tuple(None if a is None else a[:, i:j] for a in arrays)
 
 
 def _empty(xp, shape, like):
@@ -21,13 +30,8 @@ def _empty(xp, shape, like):
     return xp.empty(shape, dtype=like.dtype, device=device(like))
 
 
-class SimpleRNN(RecurrentBase):
-    """Fully connected recurrence, ``h_t = activation(x_t @ kernel + h_{t-1} @
-    recurrent_kernel + bias)``; Keras's arguments (no ``recurrent_activation``)."""
-
-    def __init__(self, units, activation="tanh", **kwargs):
-        kwargs.pop("recurrent_activation", None)
-        super().__init__(units, activation=activation, recurrent_activation=None, **kwargs)
+class SimpleMath(CellCore):
+    """``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``."""
 
     def run(self, xp, xz, states0, m, rec):
         t, b = xz.shape[0], xz.shape[1]
@@ -60,23 +64,28 @@ class SimpleRNN(RecurrentBase):
                                                                      rec, dxz)
         return dxz, [dh]
 
-    def get_config(self):
-        config = super().get_config()
+    def cell_config(self):
+        config = super().cell_config()
         config.pop("recurrent_activation")
         return config
 
 
-class LSTM(RecurrentBase):
-    """Long short-term memory: ``[i, f, g, o] = [σ, σ, tanh, σ](x_t W + h_{t-1} U + b)``,
-    ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)`` (Keras's ``activation`` replaces tanh
-    and ``recurrent_activation`` σ). ``unit_forget_bias`` starts the forget bias at 1."""
+class SimpleRNN(SimpleMath, RecurrentBase):
+    """Fully connected recurrence, ``h_t = activation(x_t @ kernel + h_{t-1} @
+    recurrent_kernel + bias)``; Keras's arguments (no ``recurrent_activation``)."""
+
+    def __init__(self, units, activation="tanh", **kwargs):
+        kwargs.pop("recurrent_activation", None)
+        super().__init__(units, activation=activation, recurrent_activation=None, **kwargs)
+
+
+class LSTMMath(CellCore):
+    """``[i, f, g, o] = [σ, σ, tanh, σ](x_t W + h_{t-1} U + b)``, ``c_t = f c_{t-1} + i g``,
+    ``h_t = o tanh(c_t)``, in Keras's gate order."""
 
     gates = 4
     n_states = 2
-
-    def __init__(self, units, unit_forget_bias=True, **kwargs):
-        super().__init__(units, **kwargs)
-        self.unit_forget_bias = bool(unit_forget_bias)
+    unit_forget_bias = True
 
     def bias_init(self):
         if not self.unit_forget_bias:
@@ -89,10 +98,14 @@ class LSTM(RecurrentBase):
         gates = _empty(xp, (t, b, 4 * u), xz)
         hs[0, ...], cs[0, ...] = states0[0], states0[1]
         u_w = self.params["recurrent_kernel"]
-        for s in range(t):
-            rz = self.recur(xp, hs[s, ...], u_w, rec)
-            rk.lstm_forward_step(s, xz, rz, m, gates, cs, hs, self.activation,
-                                 self.recurrent_activation)
+
+        def loop(i, j):
+            xz_, gates_, cs_, hs_, m_, rec_ = _rows(i, j, xz, gates, cs, hs, m, rec)
+            for s in range(t):
+                rz = self.recur(xp, hs_[s, ...], u_w, rec_)
+                rk.lstm_forward_step(s, xz_, rz, m_, gates_, cs_, hs_, self.activation,
+                                     self.recurrent_activation)
+        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation, xz.dtype)
         return {"hs": hs, "cs": cs, "gates": gates, "finals": [hs[t, ...], cs[t, ...]]}
 
     def run_backward(self, xp, ctx, dseq, d_finals):
@@ -100,20 +113,40 @@ class LSTM(RecurrentBase):
         t = gates.shape[0]
         u_w = self.params["recurrent_kernel"]
         dz = xp.empty_like(gates)
-        dh, dc = self._state_grads(xp, d_finals, hs[0, ...])
-        for s in range(t - 1, -1, -1):
-            if dseq is not None:
-                dh = dh + dseq[s, ...]
-            dh, dc = rk.lstm_backward_step(s, dh, dc, m, gates, cs, dz, self.activation,
-                                           self.recurrent_activation)
-            dh = dh + self.recur_grad_h(xp, dz[s, ...], u_w, rec)
+        dh0, dc0 = self._state_grads(xp, d_finals, hs[0, ...])
+
+        def loop(i, j):
+            dz_, gates_, cs_, m_, rec_, dseq_ = _rows(i, j, dz, gates, cs, m, rec, dseq)
+            dh, dc = _rows(i, j, dh0[None, ...], dc0[None, ...])
+            dh, dc = dh[0, ...], dc[0, ...]
+            for s in range(t - 1, -1, -1):
+                if dseq_ is not None:
+                    dh = dh + dseq_[s, ...]
+                dh, dc = rk.lstm_backward_step(s, dh, dc, m_, gates_, cs_, dz_,
+                                               self.activation, self.recurrent_activation)
+                dh = dh + self.recur_grad_h(xp, dz_[s, ...], u_w, rec_)
+            return dh, dc
+        parts = rk.over_batch(xp, gates.shape[1], loop, self.activation,
+                              self.recurrent_activation, gates.dtype)
+        dh, dc = (xp.concat([p[k] for p in parts], axis=0) if len(parts) > 1 else parts[0][k]
+                  for k in (0, 1))
         if "recurrent_kernel" in self.grads:
             self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
                                                                      rec, dz)
         return dz, [dh, dc]
 
-    def get_config(self):
-        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+    def cell_config(self):
+        return {**super().cell_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+class LSTM(LSTMMath, RecurrentBase):
+    """Long short-term memory: ``[i, f, g, o] = [σ, σ, tanh, σ](x_t W + h_{t-1} U + b)``,
+    ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)`` (Keras's ``activation`` replaces tanh
+    and ``recurrent_activation`` σ). ``unit_forget_bias`` starts the forget bias at 1."""
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
 
 
 class _UnitForgetBias(initializers.Initializer):
@@ -131,17 +164,12 @@ class _UnitForgetBias(initializers.Initializer):
         return xp.concat([xp.asarray(p, dtype=dtype) for p in parts])
 
 
-class GRU(RecurrentBase):
-    """Gated recurrent unit (Keras 3): ``z, r = σ(x W_{z,r} + h U_{z,r} + b)``,
-    ``hh = tanh(x W_h + r (h U_h + b_h'))`` with ``reset_after=True`` (the default; bias
-    ``(2, 3*units)``: input then recurrent), or ``tanh(x W_h + (r h) U_h + b_h)`` with
-    ``reset_after=False`` (bias ``(3*units,)``); ``h_t = z h_{t-1} + (1 - z) hh``."""
+class GRUMath(CellCore):
+    """Keras 3's GRU: ``z, r = σ(x W_{z,r} + h U_{z,r} + b)``, ``hh = tanh(x W_h + r (h U_h +
+    b_h'))`` (``reset_after``) or ``tanh(x W_h + (r h) U_h + b_h)``, ``h = z h + (1-z) hh``."""
 
     gates = 3
-
-    def __init__(self, units, reset_after=True, **kwargs):
-        super().__init__(units, **kwargs)
-        self.reset_after = bool(reset_after)
+    reset_after = True
 
     def bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
@@ -153,12 +181,16 @@ class GRU(RecurrentBase):
         hs, gates = _empty(xp, (t + 1, b, u), xz), _empty(xp, (t, b, 4 * u), xz)
         hs[0, ...] = states0[0]
         u_w, bias = self.params["recurrent_kernel"], self.params.get("bias")
-        for s in range(t):
-            rz = self.recur(xp, hs[s, ...], u_w, rec)
-            if bias is not None:
-                rz = rz + bias[1, ...]
-            rk.gru_forward_step(s, xz, rz, m, gates, hs, self.activation,
-                                self.recurrent_activation)
+
+        def loop(i, j):
+            xz_, gates_, hs_, m_, rec_ = _rows(i, j, xz, gates, hs, m, rec)
+            for s in range(t):
+                rz = self.recur(xp, hs_[s, ...], u_w, rec_)
+                if bias is not None:
+                    rz = rz + bias[1, ...]
+                rk.gru_forward_step(s, xz_, rz, m_, gates_, hs_, self.activation,
+                                    self.recurrent_activation)
+        rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation, xz.dtype)
         return {"hs": hs, "gates": gates, "finals": [hs[t, ...]]}
 
     def run_backward(self, xp, ctx, dseq, d_finals):
@@ -168,13 +200,23 @@ class GRU(RecurrentBase):
         t, b, u = gates.shape[0], gates.shape[1], self.units
         u_w = self.params["recurrent_kernel"]
         dxz, drz = _empty(xp, (t, b, 3 * u), gates), _empty(xp, (t, b, 3 * u), gates)
-        (dh,) = self._state_grads(xp, d_finals, hs[0, ...])
-        for s in range(t - 1, -1, -1):
-            if dseq is not None:
-                dh = dh + dseq[s, ...]
-            dh = rk.gru_backward_step(s, dh, m, gates, hs, dxz, drz, self.activation,
-                                      self.recurrent_activation)
-            dh = dh + self.recur_grad_h(xp, drz[s, ...], u_w, rec)
+        (dh0,) = self._state_grads(xp, d_finals, hs[0, ...])
+
+        def loop(i, j):
+            dxz_, drz_, gates_, hs_, m_, rec_, dseq_ = _rows(i, j, dxz, drz, gates, hs, m, rec,
+                                                             dseq)
+            (dh,) = _rows(i, j, dh0[None, ...])
+            dh = dh[0, ...]
+            for s in range(t - 1, -1, -1):
+                if dseq_ is not None:
+                    dh = dh + dseq_[s, ...]
+                dh = rk.gru_backward_step(s, dh, m_, gates_, hs_, dxz_, drz_, self.activation,
+                                          self.recurrent_activation)
+                dh = dh + self.recur_grad_h(xp, drz_[s, ...], u_w, rec_)
+            return dh
+        parts = rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation,
+                              gates.dtype)
+        dh = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
         if "recurrent_kernel" in self.grads:
             self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
                                                                      rec, drz)
@@ -243,5 +285,16 @@ class GRU(RecurrentBase):
             self.grads["recurrent_kernel"] += xp.concat([d_zr, d_h], axis=-1)
         return dxz, [dh]
 
-    def get_config(self):
-        return {**super().get_config(), "reset_after": self.reset_after}
+    def cell_config(self):
+        return {**super().cell_config(), "reset_after": self.reset_after}
+
+
+class GRU(GRUMath, RecurrentBase):
+    """Gated recurrent unit (Keras 3): ``z, r = σ(x W_{z,r} + h U_{z,r} + b)``,
+    ``hh = tanh(x W_h + r (h U_h + b_h'))`` with ``reset_after=True`` (the default; bias
+    ``(2, 3*units)``: input then recurrent), or ``tanh(x W_h + (r h) U_h + b_h)`` with
+    ``reset_after=False`` (bias ``(3*units,)``); ``h_t = z h_{t-1} + (1 - z) hh``."""
+
+    def __init__(self, units, reset_after=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.reset_after = bool(reset_after)
