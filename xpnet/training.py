@@ -260,9 +260,9 @@ class Trainer(DataAdapter):
         else:
             self.zero_grads()
 
-    def _loss_and_dys(self, ys, outs, sample_weight, train, masks=None):
+    def _loss_and_dys(self, ys, outs, sample_weight, train, masks=None, losses=None):
         total, dys = 0.0, []
-        losses = self._train_losses
+        losses = self._train_losses if losses is None else losses
         for k, (loss, y, out) in enumerate(zip(losses, ys, outs)):
             if loss is None:
                 dys.append(None)
@@ -323,7 +323,15 @@ class Trainer(DataAdapter):
             outs, ctx = self.forward(self._model_input(xs), training=True, fused=True)
             outs = self._flat_outputs(outs)
             masks = getattr(ctx, "masks", None)
-            loss, dys = self._loss_and_dys(ys, outs, sample_weight, True, masks)
+            heads = _call_heads(ctx, self._losses) if self._graph is None else None
+            if heads:  # a subclassed model's softmax/sigmoid heads: the loss on the logits
+                logits, losses = list(outs), list(self._train_losses)
+                for k, (twin, z) in heads.items():
+                    logits[k], losses[k] = z, twin
+                loss, dys = self._loss_and_dys(ys, logits, sample_weight, True, masks,
+                                               losses)
+            else:
+                loss, dys = self._loss_and_dys(ys, outs, sample_weight, True, masks)
             if dist is not None:  # distributed: this shard's share of the global batch's loss
                 dys = dist.scale(dys)
             self.optimizer.check_step(ctx)  # loss scaling (#11): refuses unscaled penalties
@@ -904,6 +912,32 @@ def _no_arrays_with_stream(model, y, sample_weight, validation_split, what):
     if validation_split:
         raise ValueError(f"{model.name}: validation_split needs array data; with a "
                          "generator or PyDataset pass validation_data")
+
+
+def _call_heads(ctx, losses):
+    """The outputs of a subclassed model that a softmax or sigmoid layer made last, whose
+    loss has a logits twin: ``{output: (twin loss, logits)}``. Their tape records are
+    switched to take ``dL/dz`` (the fused softmax-cross-entropy gradient) as the cotangent,
+    as the static graph's fused heads do."""
+    from xpnet.engine.calls import TapeContext
+
+    if not isinstance(ctx, TapeContext):
+        return None
+    heads = {}
+    records = ctx.tape._records
+    for k, (t, loss) in enumerate(zip(ctx.outs, losses)):
+        head = getattr(t, "head", None)
+        if head is None or loss is None or t.mask is not None:
+            continue
+        layer, lctx, rec = head
+        twin = loss.logits_twin(layer.activation)
+        if twin is None or any(t.id in r.ins for r in records if r is not rec):
+            continue  # the probabilities feed something else: no shortcut
+        tape = ctx.tape
+        rec.vjp = lambda dys, layer=layer, lctx=lctx, i=rec.ins[0], tape=tape: [
+            layer.backward_z(lctx[0], dys[0], i is not None and i not in tape._skip)]
+        heads[k] = (twin, lctx[2])
+    return heads
 
 
 def _shard(model):

@@ -206,7 +206,10 @@ def call_eager(layer, args, kwargs):
     if not layer.built:
         _build_for_call(layer, args, kwargs)
     elif not call_based and args and not st.probing:
-        layer.check_input_shape(map_structure(_shape_of, args[0]))
+        a0 = args[0]
+        v = a0.value if isinstance(a0, Traced) else a0
+        layer.check_input_shape((None,) + tuple(v.shape[1:]) if hasattr(v, "shape") and
+                                v.ndim else map_structure(_shape_of, a0))
     entry = st.depth == 0
     st.depth += 1
     st.stack.append(layer)
@@ -279,13 +282,14 @@ def _call_forward(layer, args, kwargs, training, sig, nested):
     """A built-in layer: ``forward``, and ONE record whose VJP is its ``backward``."""
     st = state()
     tape = None if st.probing else recording_tape()
-    vals = [map_structure(unwrap, a) for a in args]
-    fkw = {k: map_structure(unwrap, v) for k, v in kwargs.items()}
+    one = len(args) == 1 and not kwargs and _arrayish(args[0])  # the common call: layer(x)
+    vals = [unwrap(args[0])] if one else [map_structure(unwrap, a) for a in args]
+    fkw = {k: map_structure(unwrap, v) for k, v in kwargs.items()} if kwargs else {}
     if sig.training or sig.var_kw:
         fkw["training"] = training
     leaves, subtree = None, None
     if tape is not None:
-        flat_in = flatten(list(args)) + flatten(kwargs)
+        flat_in = list(args) if one else flatten(list(args)) + flatten(kwargs)
         leaves = [tape.leaf(a) if _arrayish(a) else None for a in flat_in]
         subtree = layer._all_layers()
         trains = layer.trainable and any(la._trainable_names and la.trainable
@@ -295,21 +299,26 @@ def _call_forward(layer, args, kwargs, training, sig, nested):
     y, ctx = layer.forward(*vals, **fkw)
     if tape is None:
         return _after_call(layer, args, kwargs, y, nested, None)
-    n_args = len(flatten(list(args)))
-    kw_counts = [(k, len(flatten(v))) for k, v in kwargs.items()]
+    n_args = 1 if one else len(flatten(list(args)))
+    kw_counts = [(k, len(flatten(v))) for k, v in kwargs.items()] if kwargs else []
     bsig = signature(layer, "backward")
     single = not isinstance(y, (list, tuple, dict))
 
     def vjp(dys):
         dy = dys[0] if single else pack_as(y, dys)
-        need_dx = any(t is not None for t in leaves[:n_args])
+        skip = tape._skip
+        need_dx = any(t is not None and t.id not in skip for t in leaves[:n_args])
         g = layer.backward(ctx, dy, need_dx=need_dx) if bsig.need_dx else \
             layer.backward(ctx, dy)
         tape._ran.update(id(la) for la in subtree)
+        if one and not isinstance(g, (list, tuple)) and type(g).__name__ != "InputGrads":
+            return [g]
         return _align_grads(layer, g, args, n_args, kw_counts)
 
     tape.add_layers(subtree)
-    traced = tape.record(flatten(y), leaves, vjp)
+    traced = tape.record([y] if single else flatten(y), leaves, vjp)
+    if single and isinstance(ctx, tuple) and len(ctx) == 3 and ctx[2] is not None:
+        traced[0].head = (layer, ctx, tape._records[-1])  # logits kept: see Trainer
     out = traced[0] if single else pack_as(y, traced)
     reg = layer.activity_regularizer
     if reg is not None:
@@ -339,9 +348,7 @@ def _align_grads(layer, g, args, n_args, kw_counts):
 
 def _after_call(layer, args, kwargs, out, nested, tape):
     """Attach the output's Keras mask (inside a call, where it can travel)."""
-    from xpnet.layers.base import Layer
-
-    custom = type(layer).compute_mask is not Layer.compute_mask
+    custom = _custom_mask(type(layer))
     if not custom and not layer.supports_masking:
         return _wrap_nested(out) if nested else out
     mask_in = kwargs.get("mask")
@@ -376,6 +383,13 @@ def _with_mask(out, m):
         out.mask = m
         return out
     return Traced(unwrap(out), mask=m)
+
+
+@functools.lru_cache(maxsize=None)
+def _custom_mask(cls):
+    from xpnet.layers.base import Layer
+
+    return cls.compute_mask is not Layer.compute_mask
 
 
 def regularizer_penalty(reg, x):
@@ -553,6 +567,8 @@ def backward_by_tape(layer, ctx, dy, need_dx=True):
         v = loss.value
         seed = namespace(v).ones_like(v)
         seeds.append((loss, seed if share == 1.0 else seed * share))
+    if not need_dx:  # the inputs are data: layers reading them alone skip their dx
+        ctx.tape._skip = frozenset(t.id for t in ctx.arg_leaves if isinstance(t, Traced))
     ct = ctx.tape.backprop(seeds)
     ctx.tape.add_variable_grads(ct)
     dxs = [ct.get(t.id) if isinstance(t, Traced) and t.tape is ctx.tape else None

@@ -52,12 +52,13 @@ class Traced:
     recorded too.
     """
 
-    __slots__ = ("value", "tape", "id", "mask", "__weakref__")
+    __slots__ = ("value", "tape", "id", "mask", "head", "__weakref__")
     __array_priority__ = 1000  # NumPy defers to our reflected operators
     __array_ufunc__ = None
 
     def __init__(self, value, tape=None, id=None, mask=None):
         self.value, self.tape, self.id, self.mask = value, tape, id, mask
+        self.head = None  # (layer, ctx, record) when a softmax/sigmoid layer made it
 
     shape = property(lambda self: tuple(self.value.shape))
     dtype = property(lambda self: self.value.dtype)
@@ -123,6 +124,7 @@ class Tape:
         self._watched = {}  # id(array) -> (array, Traced)
         self._layers = {}  # id(layer) -> layer: layers whose backward adds into grads
         self._ran = set()  # ids of the layers whose recorded backward has run
+        self._skip = frozenset()  # ids of leaves whose gradient nobody wants (data inputs)
         self._used = False
 
     # -- making traced values ------------------------------------------------------------

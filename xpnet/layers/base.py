@@ -598,9 +598,11 @@ class ActivatedLayer(Layer):
     def forward(self, x, training=False):
         z, inner = self.forward_z(x, training)
         if self.activation is None:
-            return z, (inner, None)
+            return z, (inner, None, None)
         y = kernels.activation(self.activation, z, self.alpha)
-        return y, (inner, z if kernels.SAVES[self.activation] == "z" else y)
+        # a softmax or sigmoid head keeps its logits: a subclassed model's fit trains on them
+        logits = z if self.activation in ("softmax", "sigmoid") else None
+        return y, (inner, z if kernels.SAVES[self.activation] == "z" else y, logits)
 
     def backward(self, ctx, dy, need_dx=True):
         dz = kernels.activation_grad(self.activation, dy, ctx[1], self.alpha)
