@@ -114,7 +114,8 @@ class Trainer(DataAdapter):
         self._output_loss_trackers = [metrics_module.Mean(name=f"{self._output_name(k)}_loss")
                                       for k in range(len(self.outputs))] \
             if len(self.outputs) > 1 else []
-        self._pack()
+        self._regularized = [la for la in self._all_layers() if la.regularizers]
+        self._packed = False  # the trainable weights are captured at the first train step
         self._macs = None  # the step's cost, for the BLAS thread count; measured on first use
         self._compiled_graph = self._graph if self._graph is not None else True
 
@@ -141,14 +142,29 @@ class Trainer(DataAdapter):
         return self._output_names()[k]
 
     def _pack(self):
+        """Capture the trainable weights (packed into flat buffers) for training.
+
+        As Keras 3 on TensorFlow, the set of weights a model trains is fixed when its
+        training function is first built: at its first ``fit``/``train_on_batch``/
+        ``train_step`` after ``compile``, not at ``compile``. Setting ``trainable`` later
+        changes nothing for that model until it is compiled again; a GAN's discriminator
+        that trained once before ``discriminator.trainable = False`` keeps training through
+        its own ``train_on_batch`` while a combined model compiled after the flag was set
+        moves only the generator.
+        """
         pairs = self.trainable_pairs()
         layers = self._all_layers()
+        self._train_pairs = pairs
         self._frozen = [la for la in layers
                         if la.grads and all(pl is not la for pl, _ in pairs)]
-        self._regularized = [la for la in layers if la.regularizers]
         self._flat = FlatParams(pairs, self.backend) \
             if pairs and self.backend.supports_views else None
         self.optimizer.name_variables([(la.params[k], k) for la, k in pairs])
+        self._packed = True
+
+    def _ensure_packed(self):
+        if not getattr(self, "_packed", True):
+            self._pack()
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -187,12 +203,13 @@ class Trainer(DataAdapter):
                 # variables): hand the optimizer the views of the flat buffers, not the buffers
                 return [(g, p) for _, _, p, g in self._flat.views]
             return self._flat.groups
-        return [(la.grads[k], la.params[k]) for la, k in self.trainable_pairs()]
+        return [(la.grads[k], la.params[k]) for la, k in self._train_pairs]
 
     def _optimizer_layout(self):
         """How the optimizer sees the weights: ``(array it updates, [(layer, weight name,
         offset, size, shape)])`` for each array, so its slots can be saved per variable and
         restored into any packing."""
+        self._ensure_packed()
         if self._flat is not None and self._flat.valid():
             if not self.optimizer.per_variable:
                 return self._flat.layout
@@ -200,7 +217,7 @@ class Trainer(DataAdapter):
                     for la, k, p, _ in self._flat.views]
         return [(la.params[k], [(la, k, 0, math.prod(la.params[k].shape),
                                  tuple(la.params[k].shape))])
-                for la, k in self.trainable_pairs()]
+                for la, k in self._train_pairs]
 
     def _zero_grads(self):
         if self._flat is not None and self._flat.valid():
@@ -263,6 +280,7 @@ class Trainer(DataAdapter):
         """One step; returns the loss (a 0-d array). With ``guard`` (host-resident arrays
         only, where reading a value costs nothing), a non-finite loss returns None before
         any gradient is applied, so the weights stay as they were."""
+        self._ensure_packed()
         self._zero_grads()
         outs, ctx = self.forward(self._model_input(xs), training=True, fused=True)
         outs = self._flat_outputs(outs)
@@ -485,8 +503,12 @@ class Trainer(DataAdapter):
                  return_dict=False, **kwargs):
         """Loss and metrics on ``(x, y)``: a float, a list of floats, or a dict."""
         self._require_compiled("evaluate")
-        xs = self._adapt_x(x, "evaluate")
-        ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
+        if self._custom("test_step"):  # gen: a custom test_step takes x alone, as in fit
+            xs, self._x_tree = self._adapt_raw(x, "evaluate")
+            ys, self._y_tree = self._adapt_raw(y, "evaluate") if y is not None else ([], None)
+        else:
+            xs = self._adapt_x(x, "evaluate")
+            ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
         sw = self._adapt_weights(sample_weight, xs[0].shape[0])
         batch_size = batch_size or 32
         with self._cpu_threads(batch_size):
