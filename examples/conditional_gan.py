@@ -34,6 +34,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=64)
     parser.add_argument("--judge-epochs", type=int, default=3)
+    parser.add_argument("--judge-weights", help="load the judge from this file if it "
+                        "exists, else train it and save it there")
+    parser.add_argument("--small", action="store_true", help="half the filters")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
     args = parser.parse_args(argv)
@@ -43,8 +46,10 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     classes = 10
     shape = x_train.shape[1:]
-    generator = applications_gan.dcgan_generator(args.latent_dim + classes, shape, (64, 32))
-    discriminator = applications_gan.dcgan_discriminator(shape[:2] + (1 + classes,), (32, 64))
+    g_filters, d_filters = ((32, 16), (16, 32)) if args.small else ((64, 32), (32, 64))
+    generator = applications_gan.dcgan_generator(args.latent_dim + classes, shape, g_filters)
+    discriminator = applications_gan.dcgan_discriminator(shape[:2] + (1 + classes,),
+                                                         d_filters)
     gan = applications_gan.ConditionalGAN(discriminator, generator, args.latent_dim,
                                           num_classes=classes, seed=args.seed)
     gan.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
@@ -62,11 +67,13 @@ def main(argv=None):
               f"g_loss {logs['g_loss'][0]:.4f} ({times[-1]:.1f} s)")
         path = save_grid(gan.generate(grid_labels, seed=123),
                          os.path.join(args.out, f"conditional_epoch{epoch + 1}.png"))
+        generator.save_weights(os.path.join(args.out, "conditional_generator.weights.h5"))
     print(f"samples written to {path} (row k: class k)")
     later = sorted(times[1:] or times)
     print(f"conditional GAN: {args.epochs} epochs, {later[len(later) // 2]:.1f} s per epoch "
           f"(median after the first)")
-    judge = train_judge(x_train, y_train, args.judge_epochs)
+    judge = train_judge(x_train, y_train, args.judge_epochs,
+                        weights=args.judge_weights)
     requested = np.repeat(np.arange(classes), 100)
     verdict = judge_samples(judge, gan.generate(requested, seed=7), requested)
     print_verdict(verdict)

@@ -111,6 +111,8 @@ def main(argv=None):
     parser.add_argument("--latent-dim", type=int, default=64)
     parser.add_argument("--small", action="store_true", help="half the filters")
     parser.add_argument("--judge-epochs", type=int, default=3)
+    parser.add_argument("--judge-weights", help="load the judge from this file if it "
+                        "exists, else train it and save it there")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
     args = parser.parse_args(argv)
@@ -124,6 +126,7 @@ def main(argv=None):
     def sample(generator, epoch):
         images = generator.predict(z_grid, verbose=0)
         path = save_grid(images, os.path.join(args.out, f"{args.recipe}_epoch{epoch + 1}.png"))
+        generator.save_weights(os.path.join(args.out, f"{args.recipe}_generator.weights.h5"))
         if epoch + 1 == args.epochs:
             print(f"samples written to {path}")
 
@@ -132,7 +135,8 @@ def main(argv=None):
     later = sorted(times[1:] or times)
     print(f"{args.recipe}: {args.epochs} epochs, {later[len(later) // 2]:.1f} s per epoch "
           f"(median after the first)")
-    judge = train_judge(x_train, y_train, args.judge_epochs)
+    judge = train_judge(x_train, y_train, args.judge_epochs,
+                        weights=args.judge_weights)
     z = np.random.default_rng(7).standard_normal((1000, args.latent_dim)).astype("float32")
     verdict = judge_samples(judge, generator.predict(z, verbose=0))
     print_verdict(verdict)

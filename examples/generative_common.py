@@ -41,17 +41,23 @@ def save_grid(images, path, ncols=10, titles=None):
     return path
 
 
-def train_judge(x_train, y_train, epochs=3, seed=0):
-    """The CNN of ``examples/cnn.py`` trained on the real training images."""
+def train_judge(x_train, y_train, epochs=3, seed=0, weights=None):
+    """The CNN of ``examples/cnn.py`` trained on the real training images (or, when the
+    file ``weights`` exists, loaded from it; a trained judge is saved there)."""
     import cnn
 
     keras.utils.set_random_seed(seed)
     judge = cnn.build_model(x_train.shape[1:])
+    if weights and os.path.exists(weights):
+        judge.load_weights(weights)
+        return judge
     judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     start = time.perf_counter()
     judge.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
     print(f"judge: {epochs} epochs in {time.perf_counter() - start:.1f} s")
+    if weights:
+        judge.save_weights(weights)
     return judge
 
 
