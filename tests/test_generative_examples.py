@@ -8,6 +8,7 @@ import os
 import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+pytestmark = pytest.mark.slow  # matplotlib (the examples extra) is not in CI's test extra
 
 
 @pytest.fixture
