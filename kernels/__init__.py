@@ -13,6 +13,7 @@ import importlib
 import math
 import os
 
+import numpy as np
 from array_api_compat import is_cupy_namespace
 from array_api_compat import is_numpy_namespace
 
@@ -67,15 +68,25 @@ def _load(name):
     return mod
 
 
-def _route(xp):
-    """"cuda", "cpu" or None (the composition) for arrays of namespace ``xp``."""
+# The dtypes the Numba kernels are compiled for. float16 (Numba's CPU target has no
+# float16 arithmetic: "NotImplementedError: float16") and bfloat16 (ml_dtypes) take the
+# array-API composition, which NumPy and CuPy run in those dtypes.
+# (dtype objects compared, not names: ``str(dtype)`` costs ~25 us a call in NumPy 2)
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _route(xp, dtype):
+    """"cuda", "cpu" or None (the composition) for arrays of namespace ``xp`` and
+    ``dtype``."""
     if not _ENABLED[0]:
         return None
     if is_numpy_namespace(xp):
-        return "cpu"
-    if is_cupy_namespace(xp):
-        return "cuda"
-    return None
+        route = "cpu"
+    elif is_cupy_namespace(xp):
+        route = "cuda"
+    else:
+        return None
+    return route if dtype in _KERNEL_DTYPES else None
 
 
 def matmul(a, b):
@@ -117,7 +128,7 @@ def activation_grad(kind, dy, saved, alpha=None):
     if kind is None or kind == "linear":
         return dy
     xp = namespace(dy, saved)
-    route = _route(xp)
+    route = _route(xp, dy.dtype)
     if route is None or dy.dtype != saved.dtype or dy.shape != saved.shape or (
             route == "cpu" and kind in _CHEAP and dy.size < _NJIT_MIN_SIZE):
         return reference.activation_grad(kind, dy, saved, xp, alpha)
@@ -144,7 +155,7 @@ def softmax_cross_entropy(logits, target, sample_weight=None, label_smoothing=0.
     ``(loss (N,), dlogits (N, C))``, ``dlogits = w * (softmax(logits) * sum(t) - t) / N``.
     """
     xp = namespace(logits)
-    route = _route(xp)
+    route = _route(xp, logits.dtype)
     if route is None or logits.shape[0] == 0:
         return reference.softmax_cross_entropy(logits, target, xp, sample_weight,
                                                label_smoothing)
@@ -173,7 +184,7 @@ def _flat(*arrays):
 
 def _optimizer_route(param, *others):
     xp = namespace(param)
-    route = _route(xp)
+    route = _route(xp, param.dtype)
     if route is None:
         return None, xp, None
     arrays = _flat(param, *others)

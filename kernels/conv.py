@@ -386,7 +386,7 @@ def bias_grad(dz):
 
 def _fusable(xp, kind, a):
     return (kind in (None, "relu") and enabled() and is_numpy_namespace(xp) and
-            a.dtype.kind == "f" and a.flags.c_contiguous)
+            a.dtype in (np.float32, np.float64) and a.flags.c_contiguous)
 
 
 def bias_activation(z, bias, kind, alpha=None):
@@ -397,7 +397,7 @@ def bias_activation(z, bias, kind, alpha=None):
     On NumPy, ReLU and the bias are one pass (``_cpu_conv.bias_relu``) instead of two.
     """
     xp = namespace(z)
-    if kind == "relu" and _fusable(xp, kind, z):
+    if kind == "relu" and _fusable(xp, kind, z) and (bias is None or bias.dtype == z.dtype):
         b = bias if bias is not None else xp.zeros(z.shape[-1], dtype=z.dtype)
         z2, cpu = z.reshape(-1, z.shape[-1]), _cpu()
         threads.run(lambda i, j: cpu.bias_relu(z2[i:j], b), z2.shape[0])

@@ -44,7 +44,9 @@ def affine(x, transforms, interpolation, fill_mode, fill_value):
     """Images ``x (batch, h, w, c)`` sampled by per-image affine ``transforms`` (float64
     ``(batch, 6)``, ``[a0, a1, a2, b0, b1, b2]``); returns ``(y, ctx)``."""
     xp = namespace(x)
-    if enabled() and is_numpy_namespace(xp):
+    # float32/float64 only: Numba has no float16 (robust, #11); other dtypes: the reference
+    if enabled() and is_numpy_namespace(xp) and x.dtype.kind == "f" and \
+            x.dtype.itemsize in (4, 8):
         import numpy as np
 
         cpu = _cpu()

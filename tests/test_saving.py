@@ -152,8 +152,10 @@ def test_a_crash_mid_save_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert open(path, "rb").read() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.xpnet"]
-    # a save killed outright leaves its fixed-name temporary; the next save replaces it
-    (tmp_path / ".ckpt.xpnet.xpnet-tmp").write_bytes(good[:50])
+    # a save killed outright leaves its temporary; the next save removes it once it is old
+    stale = tmp_path / ".ckpt.xpnet.k1ll3d.xpnet-tmp"
+    stale.write_bytes(good[:50])
+    os.utime(stale, (0, 0))
     model.save(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.xpnet"]
     np.testing.assert_array_equal(xpnet.load_model(path).get_weights()[0],

@@ -9,6 +9,7 @@ CuPy is imported lazily, so ``import xpnet`` works on a machine without CUDA.
 import contextlib
 import os
 import sys
+import threading
 import types
 
 import array_api_compat
@@ -208,6 +209,18 @@ class Backend:
             return np.asarray(a, dtype=dtype)
         return self.xp.asarray(a, dtype=dtype, device=self.device)
 
+    def dtype(self, name):
+        """The namespace's dtype called ``name`` (``"float16"``); ``"bfloat16"`` on the CPU
+        backend is ml_dtypes' (NumPy has none)."""
+        dt = getattr(self.xp, name, None)
+        if dt is None and name == "bfloat16" and self.name == "cpu":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        if dt is None:
+            raise ValueError(f"backend {self.name!r} has no dtype {name!r}")
+        return dt
+
     def to_numpy(self, a):
         """A NumPy copy (or view, on the CPU) of ``a``."""
         if isinstance(a, np.ndarray) or np.isscalar(a):
@@ -237,12 +250,7 @@ class Backend:
         limit). Costs about 20 us to enter, so it wraps loops, not steps."""
         if n is None or self.name != "cpu":
             return contextlib.nullcontext()
-        global _THREADPOOLS
-        if _THREADPOOLS is None:
-            from threadpoolctl import ThreadpoolController
-
-            _THREADPOOLS = ThreadpoolController()
-        return _THREADPOOLS.limit(limits=n, user_api="blas")
+        return _blas_limit(n)
 
     @property
     def supports_views(self):
@@ -254,6 +262,40 @@ class Backend:
 
 
 _THREADPOOLS = None
+_BLAS = {"lock": threading.Lock(), "depth": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def _blas_limit(n):
+    """BLAS limited to ``n`` threads while any caller, on any Python thread, is inside.
+
+    The BLAS thread count is one setting for the whole process. threadpoolctl's own context
+    restores the count it found on entry, so two threads whose contexts interleave (A in,
+    B in, A out, B out) leave B's "original" -- A's limit -- in place for good. Here the
+    first caller in records the count and sets the limit, and the last caller out restores
+    it, whatever the order (callers asking for another ``n`` meanwhile share the first
+    limit)."""
+    global _THREADPOOLS
+    with _BLAS["lock"]:
+        if _BLAS["depth"] == 0:
+            # The controller sees the BLAS libraries loaded when it is made (0.8 ms); one
+            # loaded later (SciPy's OpenBLAS, which importing Numba loads) would keep its
+            # threads, so it is made again whenever modules have been imported since.
+            if _THREADPOOLS is None or _BLAS.get("modules") != len(sys.modules):
+                from threadpoolctl import ThreadpoolController
+
+                _THREADPOOLS = ThreadpoolController()
+                _BLAS["modules"] = len(sys.modules)
+            _BLAS["limiter"] = _THREADPOOLS.limit(limits=n, user_api="blas")
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0:
+                _BLAS["limiter"].restore_original_limits()
+                _BLAS["limiter"] = None
 _DEFAULT = {"name": None}
 _CACHE = {}
 

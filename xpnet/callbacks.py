@@ -4,9 +4,11 @@ Batch-level ``logs`` are lazy: a value is read back from the device only when a 
 looks at it, so a training step never waits on the host unless something asks.
 """
 
+import contextlib
 import csv
 import math
 import os
+import string
 import time
 import warnings
 from collections.abc import Mapping
@@ -76,6 +78,35 @@ class CallbackList:
             bound = [getattr(cb, hook) for cb in self.callbacks
                      if getattr(type(cb), hook) is not getattr(Callback, hook)]
             setattr(self, hook, _fan_out(bound))
+        self._training = False
+        begin, end = self.on_train_begin, self.on_train_end
+
+        def on_train_begin(logs=None):
+            self._training = True
+            begin(logs)
+
+        def on_train_end(logs=None):
+            self._training = False
+            end(logs)
+
+        self.on_train_begin, self.on_train_end = on_train_begin, on_train_end
+
+    @contextlib.contextmanager
+    def ending_on_error(self):
+        """A context that, when training stops on an exception (a failed checkpoint, Ctrl-C)
+        after ``on_train_begin``, still runs every callback's ``on_train_end`` (closing
+        files, restoring weights), then raises the exception."""
+        try:
+            yield
+        except BaseException as error:
+            if self._training:
+                self._training = False
+                for cb in self.callbacks:
+                    try:
+                        cb.on_train_end(None)
+                    except Exception as e:  # noqa: BLE001 - the first error is the one raised
+                        error.add_note(f"{type(cb).__name__}.on_train_end also failed: {e!r}")
+            raise
 
 
 def _fan_out(bound):
@@ -280,6 +311,40 @@ class ModelCheckpoint(Callback):
             self.best = math.inf if self.mode == "min" else -math.inf
         self._batches, self._epoch = 0, 0
 
+    def on_train_begin(self, logs=None):
+        self._check_pattern()
+
+    def _check_pattern(self):
+        """Refuse, before the first epoch, a file-name pattern naming a value the logs will
+        not have (``{val_loss}`` without validation data) or a format that cannot apply."""
+        names = list(getattr(self.model, "metrics_names", []) or [])
+        validation = self.params.get("validation", True)
+        known = {"epoch", "learning_rate", *names}
+        if validation:
+            known |= {f"val_{n}" for n in names}
+        if self.save_freq != "epoch":
+            known.add("batch")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.filepath)
+                      if f is not None]
+        except ValueError as e:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid "
+                             f"pattern: {e}") from None
+        for field in fields:
+            root = field.split(".")[0].split("[")[0]
+            if root in known:
+                continue
+            hint = " (val_* values exist only with validation data)" if \
+                root.startswith("val_") and not validation else ""
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} names {root!r}, "
+                             f"which the logs will not have{hint}; available: "
+                             f"{', '.join(sorted(known))}")
+        try:
+            self.filepath.format(**{k: (1 if k in ("epoch", "batch") else 0.5) for k in known})
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} cannot be "
+                             f"formatted: {e}") from None
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
@@ -309,13 +374,18 @@ class ModelCheckpoint(Callback):
             if self.verbose > 0:
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
                       f"{current:.5f}, saving model to {path}")
-            self.best = current
         elif self.verbose > 0:
             print(f"Epoch {epoch + 1}: saving model to {path}")
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+        try:
+            if self.save_weights_only:
+                self.model.save_weights(path)
+            else:
+                self.model.save(path)
+        except OSError as e:  # best stays where it was: this epoch's model is not on disk
+            e.add_note(f"ModelCheckpoint: the checkpoint of epoch {epoch + 1} was not saved")
+            raise
+        if self.save_best_only:
+            self.best = current
 
 
 class ReduceLROnPlateau(Callback):

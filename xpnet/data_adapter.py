@@ -2,6 +2,8 @@
 the backend's device: shapes against the model's inputs, targets against its losses, sample
 and class weights; and the batches of an epoch."""
 
+from xpnet import arguments
+
 __all__ = ["DataAdapter", "shape_of", "take_batch"]
 
 
@@ -11,6 +13,7 @@ class DataAdapter:
     def _adapt_x(self, x, what):
         if x is None:
             raise ValueError(f"{self.name}: {what} needs input data x")
+        arguments.check_x(self.name, what, x, len(getattr(self, "inputs", None) or [x]))
         from xpnet.engine import calls
 
         if self._graph is None and calls.is_call_based(self):
@@ -35,7 +38,7 @@ class DataAdapter:
                                                  zip(t.shape[1:], shape[1:])):
                 raise ValueError(f"{self.name}: input {t.name!r} expects shape "
                                  f"{t.shape}, got data of shape {shape}")
-            out.append(backend.asarray(a, dtype=getattr(backend.xp, t.dtype)))
+            out.append(backend.asarray(a, dtype=backend.dtype(t.dtype)))
         n = out[0].shape[0]
         if any(a.shape[0] != n for a in out):
             raise ValueError(f"{self.name}: inputs have different numbers of samples: "
@@ -70,7 +73,7 @@ class DataAdapter:
                     a = xp.reshape(a, tuple(a.shape[:-1]))
                 out.append(xp.astype(a, xp.int64))
             else:
-                out.append(xp.astype(a, getattr(xp, t.dtype)))
+                out.append(xp.astype(a, backend.dtype(t.dtype)))
         return out
 
     def _adapt_weights(self, sample_weight, n):
@@ -82,6 +85,7 @@ class DataAdapter:
         return w
 
     def _class_weights(self, class_weight, y, sw):
+        arguments.check_class_weight(self.name, class_weight, self.outputs[0].shape[-1])
         xp = self.backend.xp
         labels = y if y.ndim == 1 else xp.argmax(y, axis=-1) if y.shape[-1] > 1 else \
             xp.astype(xp.reshape(y, (-1,)) > 0.5, xp.int64)

@@ -5,7 +5,10 @@ from their seed (or a fresh one from :func:`xpnet.utils.set_random_seed`'s gener
 seeded model starts from the same weights on every backend.
 """
 
+import collections
+import contextlib
 import math
+import threading
 
 from xpnet.utils import next_seed
 
@@ -25,6 +28,8 @@ __all__ = [
     "LecunUniform",
     "LecunNormal",
     "get",
+    "initial_value",
+    "supplied",
 ]
 
 # stddev of a standard normal truncated to [-2, 2]: dividing by it restores the variance.
@@ -230,3 +235,37 @@ def get(identifier):
 def serialize(initializer):
     """``{"class_name", "config"}`` for :func:`get`."""
     return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+
+
+_SUPPLIED = threading.local()  # .shapes: a Counter of the shapes a file supplies, or None
+
+
+@contextlib.contextmanager
+def supplied(shapes, where):
+    """A context (per thread) in which the weights created take their values from a file
+    that holds arrays of ``shapes``: :func:`initial_value` then runs no initializer (zeros,
+    overwritten by the caller) and refuses, before allocating, a shape the file lacks, so
+    a small file that declares a huge layer fails at once. ``where`` names the file."""
+    previous = getattr(_SUPPLIED, "state", None)
+    _SUPPLIED.state = (collections.Counter(tuple(s) for s in shapes), where)
+    try:
+        yield
+    finally:
+        _SUPPLIED.state = previous
+
+
+def initial_value(initializer, shape, dtype, backend):
+    """The first value of a weight: ``get(initializer)(shape, dtype, backend)``, or inside
+    :func:`supplied`, zeros of a shape the file holds."""
+    state = getattr(_SUPPLIED, "state", None)
+    if state is None:
+        return get(initializer)(shape, dtype, backend)
+    counts, where = state
+    shape = tuple(shape)
+    if counts[shape] <= 0:
+        raise ValueError(f"{where}: the architecture declares a weight of shape {shape} that "
+                         f"none of the file's tensors has (its weight shapes: "
+                         f"{sorted(counts.elements())[:8]}); the file and its architecture "
+                         "disagree")
+    counts[shape] -= 1
+    return backend.xp.zeros(shape, dtype=dtype, device=backend.device)

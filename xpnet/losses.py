@@ -198,6 +198,15 @@ def _like(a, like):
     return backend_of(like).asarray(a)
 
 
+def _row_sum(p):
+    """The sums of ``p``'s rows that normalise them, 1 for an all-zero row: such a row then
+    stays 0 and is clipped to ``EPSILON`` (loss ``-log(1e-7) = 16.118`` per unit of target)
+    instead of 0/0 = NaN."""
+    xp = namespace(p)
+    s = xp.sum(p, axis=-1, keepdims=True)
+    return xp.where(s == 0, xp.ones_like(s), s)
+
+
 def _size(shape):
     return math.prod(shape)
 
@@ -408,13 +417,13 @@ class CategoricalCrossentropy(Loss):
         if self.from_logits:
             return self._fused(y_true, y_pred, None)[0]
         t = self._targets(y_true, y_pred)
-        q = xp.clip(y_pred / xp.sum(y_pred, axis=-1, keepdims=True), EPSILON, 1.0 - EPSILON)
+        q = xp.clip(y_pred / _row_sum(y_pred), EPSILON, 1.0 - EPSILON)
         return -xp.sum(t * xp.log(q), axis=-1)
 
     def grad(self, y_true, y_pred):
         xp = namespace(y_pred)
         t = self._targets(y_true, y_pred)
-        s = xp.sum(y_pred, axis=-1, keepdims=True)
+        s = _row_sum(y_pred)
         q = y_pred / s
         inside = (q > EPSILON) & (q < 1.0 - EPSILON)
         dq = xp.where(inside, -t / xp.clip(q, EPSILON, 1.0 - EPSILON), 0.0)

@@ -116,6 +116,18 @@ class Optimizer:
         for g, p in pairs:
             self.update_step(g, p, lr, self._slots_for(p))
 
+    def scale_loss(self, loss):
+        """The loss (and its gradient) as the training step should differentiate it:
+        unchanged here; :class:`xpnet.mixed_precision.LossScaleOptimizer` scales it."""
+        return loss
+
+    def check_model(self, model):
+        """Refuse, at compile, a model this optimizer cannot train (none here)."""
+
+    def check_step(self, ctx):
+        """Refuse a training step this optimizer cannot apply (none here); ``ctx`` is the
+        model's forward context."""
+
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keep some variables out of the weight decay, as Keras: the arrays in
         ``var_list``, and every weight whose name (``"bias"``, ``"gamma"``) matches one of

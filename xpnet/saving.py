@@ -8,13 +8,17 @@ optimizer's configuration and step count, and the random states of ``fit``'s shu
 of the dropout and noise layers, so that training resumed from a file continues exactly as
 an uninterrupted run would (bit for bit on the CPU backend).
 
-Files are written to a temporary file beside the target, flushed to disk and renamed into
-place: a crash mid-save leaves the previous file intact, and the temporary name is fixed,
-so a killed save leaves no pile of temporaries behind (the next save reuses the name).
-Loading checks everything (format, architecture, weight names, shapes) before it touches
-a model, so a bad file leaves the model in memory as it was. The arrays pass through NumPy
-on the host (``Backend.to_numpy`` / ``Backend.asarray``), so a model saved on one backend
-loads on any other.
+Each save writes a temporary file of its own (created exclusively beside the target),
+flushes it to disk, renames it over the target and flushes the rename: a reader sees the
+old file or the new one, never a part; of concurrent writers the last rename wins; a failed
+save removes its temporary and says the previous file is intact, and a temporary left by a
+killed writer is removed by the next save once it is 15 minutes old. Loading reads the
+header length first (refusing headers over 100 MB), checks the whole header and metadata
+(:mod:`xpnet.saving_checks`) before building anything, builds without running initializers
+(each declared weight shape must be one the file holds), and writes into a model only after
+every check passed, so a bad file leaves the model in memory as it was. The arrays pass
+through NumPy on the host (``Backend.to_numpy`` / ``Backend.asarray``), so a model saved on
+one backend loads on any other.
 """
 
 import json
@@ -22,6 +26,10 @@ import os
 
 import safetensors
 import safetensors.numpy
+
+from xpnet import saving_checks as checks
+from xpnet.saving_io import atomic_write
+from xpnet.saving_io import read_parts
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "serialize_layer",
            "deserialize_layer", "register_keras_serializable", "get_registered_name",
@@ -89,20 +97,19 @@ def _spec_config(tree):
 def deserialize_layer(entry, custom_objects=None, backend=None):
     """A layer (or model) from :func:`serialize_layer`'s dict; classes are looked up in
     ``custom_objects``, the registry, then ``xpnet.layers``."""
-    from xpnet import layers as layers_module
     from xpnet.layers.base import Layer
     from xpnet.models import Model
     from xpnet.models import Sequential
 
     name, config = entry.get("class_name"), entry.get("config", {})
-    cls = get_registered_object(name, custom_objects)
-    if cls is None:
-        cls = {"Sequential": Sequential, "Functional": Model, "Model": Model}.get(name) or \
-            getattr(layers_module, name, None)
+    cls = _layer_class(name, custom_objects)
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise ValueError(f"unknown layer class {name!r} in the model config; pass its class "
                          f"in custom_objects={{{name!r}: ...}} or decorate it with "
                          "keras.saving.register_keras_serializable()")
+    if _abstract(cls):
+        raise ValueError(f"layer class {name!r} in the model config is abstract (it has "
+                         "neither call nor forward)")
     try:
         if cls in (Model, Sequential) or (issubclass(cls, Model) and "layers" in config
                                           and "input_layers" in config):
@@ -119,16 +126,47 @@ def deserialize_layer(entry, custom_objects=None, backend=None):
 def _build_from_config(model, build_config, backend):
     """Build a subclassed model by calling it on zeros of the saved input specs."""
     from xpnet.backend import get_backend
-    from xpnet.engine.node import map_structure
 
     backend = get_backend(backend)
     xp = backend.xp
     model.backend = backend
-    sample = map_structure(lambda s: xp.zeros((2,) + tuple(s["shape"][1:]),
-                                              dtype=getattr(xp, s["dtype"]),
-                                              device=backend.device),
-                           build_config["input"])
+    def zeros(spec):
+        if isinstance(spec, dict) and set(spec) == {"shape", "dtype"}:
+            return xp.zeros((2,) + tuple(spec["shape"][1:]), dtype=getattr(xp, spec["dtype"]),
+                            device=backend.device)
+        if isinstance(spec, dict):
+            return {k: zeros(v) for k, v in spec.items()}
+        return [zeros(v) for v in spec]
+    sample = zeros(build_config["input"])
     model._build_call_based(sample)
+
+
+def _layer_class(name, custom_objects=None):
+    """The class a config's ``class_name`` names: ``custom_objects`` first, then the models,
+    then ``xpnet.layers``; None when there is none."""
+    from xpnet import layers as layers_module
+    from xpnet.models import Model
+    from xpnet.models import Sequential
+
+    if not isinstance(name, str):
+        return None
+    cls = get_registered_object(name, custom_objects)
+    if cls is None:
+        cls = {"Sequential": Sequential, "Functional": Model, "Model": Model}.get(name) or \
+            getattr(layers_module, name, None)
+    return cls
+
+
+def _abstract(cls):
+    """Whether a Layer class can compute nothing: neither ``call`` nor ``forward`` is its
+    own (the base ``Layer`` itself, in a file that names it)."""
+    from xpnet.layers.base import Layer
+    from xpnet.models import Model
+
+    if issubclass(cls, Model):
+        return False
+    return cls is Layer or (getattr(cls, "forward", None) is Layer.forward and
+                            getattr(cls, "call", None) is getattr(Layer, "call", None))
 
 
 def _walk(model, prefix="layers"):
@@ -165,32 +203,16 @@ def _require_built(model, what):
 
 
 # -- writing ------------------------------------------------------------------------------
-def _atomic_write(path, data, overwrite):
-    path = os.fspath(path)
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path} exists and overwrite=False")
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.xpnet-tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _refuse_code(model):
+    from xpnet.layers.lambda_layer import Lambda
+
+    for _, layer in _walk(model):
+        if isinstance(layer, Lambda):
+            raise NotImplementedError(
+                f"{model.name}: layer {layer.name!r} is a Lambda, whose function cannot be "
+                "saved (xpnet never stores code in a model file); write a layer class with "
+                "call() and keras.saving.register_keras_serializable() instead, or save "
+                "the weights alone with save_weights")
 
 
 def _metadata(kind, model, **extra):
@@ -208,13 +230,14 @@ def save_weights(model, filepath, overwrite=True):
     _require_built(model, "save_weights")
     tensors, _ = _weight_tensors(model)
     data = safetensors.numpy.save(tensors, metadata=_metadata("weights", model))
-    _atomic_write(filepath, data, overwrite)
+    atomic_write(filepath, data, overwrite)
 
 
 def save_model(model, filepath, overwrite=True):
     """Write architecture, weights, compile arguments, optimizer state and random state to
     one file, atomically (see the module's docstring)."""
     _require_built(model, "save")
+    _refuse_code(model)
     tensors, keys = _weight_tensors(model)
     extra = {"config": serialize_layer(model)}
     if getattr(model, "compiled", False):
@@ -223,6 +246,9 @@ def save_model(model, filepath, overwrite=True):
         extra["optimizer"] = {"class_name": type(optimizer).__name__,
                               "config": optimizer.get_config(),
                               "iterations": optimizer.iterations}
+        if hasattr(optimizer, "dynamic_scale"):  # LossScaleOptimizer: where scaling stands
+            extra["optimizer"]["loss_scale"] = [optimizer.dynamic_scale,
+                                                optimizer.step_counter]
         if getattr(model, "_compiled_graph", None) is not None:
             tensors.update(_optimizer_tensors(model, keys))
     from xpnet.layers.base import Layer
@@ -232,7 +258,7 @@ def save_model(model, filepath, overwrite=True):
     extra["rng"] = {"layers": rng,
                     "fit": None if model._rng is None else model._rng.get_state()}
     data = safetensors.numpy.save(tensors, metadata=_metadata("model", model, **extra))
-    _atomic_write(filepath, data, overwrite)
+    atomic_write(filepath, data, overwrite)
 
 
 def _compile_config(model):
@@ -274,42 +300,28 @@ def _optimizer_tensors(model, keys):
 
 # -- reading ------------------------------------------------------------------------------
 class _File:
-    """A parsed, validated xpnet file: metadata and NumPy tensors."""
+    """A parsed, validated xpnet file: metadata and NumPy tensors.
+
+    The 8-byte header length is read first and a claim over
+    :data:`~xpnet.saving_checks.MAX_HEADER_BYTES` is refused; then the header is read and
+    checked (:mod:`xpnet.saving_checks`), and only then the tensor data it declares, so a
+    stream (``/dev/zero``) or a lying length never makes xpnet read more than it must."""
 
     def __init__(self, filepath):
         path = os.fspath(filepath)
         with open(path, "rb") as f:
-            data = f.read()
-        if len(data) < 8:
-            raise ValueError(f"{path} is not an xpnet model file: {len(data)} bytes")
-        size = int.from_bytes(data[:8], "little")
-        if size > len(data) - 8:
-            raise ValueError(f"{path} is not an xpnet model file, or it is truncated: its "
-                             f"header claims {size} bytes, the file has {len(data) - 8}")
+            head, raw, body, meta, self.table = read_parts(f, path)
+        self.meta = checks.check_metadata(path, meta, FORMAT, FORMAT_VERSION)
         try:
-            header = json.loads(data[8:8 + size])
-            meta = header.get("__metadata__") or {}
-        except (ValueError, AttributeError):
-            raise ValueError(f"{path} is not an xpnet model file (no safetensors header)") \
-                from None
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is a safetensors file but not an xpnet model file (no "
-                             "xpnet metadata)")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written in xpnet file format "
-                             f"{meta['format_version']}, newer than this xpnet reads "
-                             f"({FORMAT_VERSION}); upgrade xpnet")
-        try:
-            self.tensors = safetensors.numpy.load(data)
-        except Exception as e:  # SafetensorError: truncated or corrupted data
+            self.tensors = safetensors.numpy.load(head + raw + body)
+        except Exception as e:  # SafetensorError: overlapping or missing data
             raise ValueError(f"{path} is truncated or corrupted: {e}") from None
-        self.path, self.kind = path, meta.get("kind")
-        try:
-            self.meta = {k: json.loads(v) if k not in ("format", "kind", "xpnet_version",
-                                                       "backend", "format_version") else v
-                         for k, v in meta.items()}
-        except ValueError:
-            raise ValueError(f"{path}: the xpnet metadata is corrupted") from None
+        self.path, self.kind = path, self.meta.get("kind")
+
+    def weight_shapes(self):
+        """The shapes of the model's weights in the file (optimizer slots excluded)."""
+        return [shape for key, (_, shape, _) in self.table.items()
+                if not key.startswith("optimizer.")]
 
 
 def _plan_weights(model, file, strict=True):
@@ -360,34 +372,64 @@ def load_weights(model, filepath):
     _write_weights(_plan_weights(model, file))
 
 
+# What rebuilding a model from a checked config can still raise on values only the layer
+# constructors check (units="many"); each becomes one ValueError naming the file.
+_BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError,
+                 OverflowError, RecursionError, NotImplementedError)
+
+
 def load_model(filepath, custom_objects=None, compile=True, backend=None):
     """The model saved in ``filepath`` by :func:`save_model`, on ``backend`` (any backend,
     whatever the one it was saved from), compiled as it was, with its optimizer state and
-    random state restored so that ``fit`` continues where it stopped."""
+    random state restored so that ``fit`` continues where it stopped.
+
+    The whole file is checked before anything is built (:mod:`xpnet.saving_checks`); the
+    layers are then built without running their initializers, each declared weight shape
+    checked against the file's tensors before it is allocated."""
+    from xpnet import initializers
+    from xpnet.backend import get_backend
+
     file = _File(filepath)
     if file.kind != "model" or "config" not in file.meta:
         raise ValueError(f"{file.path} holds only weights (save_weights); build the model "
                          "and call model.load_weights on it")
-    from xpnet.backend import get_backend
-
+    checks.check_model_config(file.path, file.meta["config"],
+                              lambda name: _layer_class(name, custom_objects))
     backend = get_backend(backend)
-    model = deserialize_layer(file.meta["config"], custom_objects, backend)
-    _write_weights(_plan_weights(model, file))
-    if compile and file.meta.get("compile") is not None:
-        _restore_training(model, file, custom_objects)
-    rng = file.meta.get("rng") or {}
+    try:
+        with initializers.supplied(file.weight_shapes(), file.path):
+            model = deserialize_layer(file.meta["config"], custom_objects, backend)
+        _write_weights(_plan_weights(model, file))
+        if compile and file.meta.get("compile") is not None:
+            _restore_training(model, file, custom_objects)
+        _restore_rng(model, file)
+    except _BUILD_ERRORS as e:
+        if isinstance(e, ValueError) and file.path in str(e):
+            raise
+        raise ValueError(f"{file.path}: cannot rebuild the model it describes: "
+                         f"{type(e).__name__}: {e}") from e
+    return model
+
+
+def _restore_rng(model, file):
     from xpnet.layers.base import Layer
 
-    for prefix, layer in _walk(model):
+    rng = file.meta.get("rng") or {}
+    prefixes = {prefix: layer for prefix, layer in _walk(model)}
+    unknown = sorted(set(rng.get("layers", {})) - set(prefixes))
+    if unknown:
+        checks.fail(file.path, "rng.layers", f"states of layers of the model "
+                    f"({sorted(prefixes)})", unknown)
+    for prefix, layer in prefixes.items():
         Layer.set_rng_state(layer, rng.get("layers", {}).get(prefix))
     if rng.get("fit") is not None:
         model._rng = model.backend.rng(None)
         model._rng.set_state(rng["fit"])
-    return model
 
 
 def _restore_training(model, file, custom_objects):
     from xpnet import losses
+    from xpnet import mixed_precision  # noqa: F401 - registers LossScaleOptimizer
     from xpnet import optimizers
 
     spec = file.meta["compile"]
@@ -440,6 +482,8 @@ def _restore_training(model, file, custom_objects):
                     slot[off:off + n] = xp.reshape(value, (n,))
         optimizer.set_slots(param, slots)
     optimizer.iterations = int(opt.get("iterations", 0))
+    if opt.get("loss_scale") is not None and hasattr(optimizer, "dynamic_scale"):
+        optimizer.dynamic_scale, optimizer.step_counter = opt["loss_scale"]
 
 
 # -- functional graphs (kept here for code that imported them from saving) -----------------

@@ -9,9 +9,11 @@ import contextlib
 import math
 import os
 
+from xpnet import arguments
 from xpnet import callbacks as callbacks_module
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
+from xpnet import mixed_precision
 from xpnet import nonfinite
 from xpnet import optimizers
 from xpnet.data_adapter import DataAdapter
@@ -61,7 +63,7 @@ class Trainer(DataAdapter):
                                  "weighted_metrics", "auto_scale_loss"}
         if ignored:
             raise TypeError(f"{self.name}: compile got unexpected argument(s) {sorted(ignored)}")
-        self.optimizer = optimizers.get(optimizer)
+        self.optimizer = mixed_precision.wrap_optimizer(self, optimizers.get(optimizer))
         self._loss_spec, self._loss_weights_spec, self._metrics_spec = loss, loss_weights, metrics
         self.compiled = True
         self._compiled_graph = None
@@ -99,8 +101,8 @@ class Trainer(DataAdapter):
             if self._loss_weights_spec is not None else [1.0] * len(self.outputs)
         self._loss_weights = [float(w) for w in weights]
         spec = self._metrics_spec or []
-        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and spec and \
-                not isinstance(spec[0], (list, tuple)):
+        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and (
+                not spec or not isinstance(spec[0], (list, tuple))):
             spec = [spec] * len(self.outputs)
         per_output = self._per_output(spec, [], "metrics") if len(self.outputs) > 1 \
             else [spec]
@@ -116,6 +118,7 @@ class Trainer(DataAdapter):
             if len(self.outputs) > 1 else []
         self._regularized = [la for la in self._all_layers() if la.regularizers]
         self._packed = False  # the trainable weights are captured at the first train step
+        self.optimizer.check_model(self)
         self._macs = None  # the step's cost, for the BLAS thread count; measured on first use
         self._compiled_graph = self._graph if self._graph is not None else True
 
@@ -237,14 +240,14 @@ class Trainer(DataAdapter):
                 continue
             sw = sample_weight if masks is None or masks[k] is None else \
                 _apply_mask(sample_weight, masks[k], loss.reduction, out)
-            value, dy = loss.value_and_grad(y, out, sw)
+            value, dy = mixed_precision.loss_value_and_grad(loss, y, out, sw)
             w = self._loss_weights[k]
             if self._output_loss_trackers:  # Keras reports each output's loss unweighted
                 self._output_loss_trackers[k].update_mean(value, ys[0].shape[0])
             if w != 1.0:
                 value, dy = value * w, dy * w
             total = total + value
-            dys.append(dy)
+            dys.append(self.optimizer.scale_loss(dy) if train else dy)  # loss scaling (#11)
         return total, dys
 
     def _update_metrics(self, ys, outs, sample_weight, fused, masks=None):
@@ -282,20 +285,22 @@ class Trainer(DataAdapter):
         any gradient is applied, so the weights stay as they were."""
         self._ensure_packed()
         self._zero_grads()
-        outs, ctx = self.forward(self._model_input(xs), training=True, fused=True)
-        outs = self._flat_outputs(outs)
-        masks = getattr(ctx, "masks", None)
-        loss, dys = self._loss_and_dys(ys, outs, sample_weight, True, masks)
-        extra = self._regularization(add_grads=True) + ctx.penalty
-        if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
-            loss = loss + extra
-        elif isinstance(loss, float) and all(d is None for d in dys):
-            raise ValueError(f"{self.name}: nothing to minimise: compile(loss=...) or add "
-                             "a loss with self.add_loss() in call()")
-        if guard and not math.isfinite(float(loss)):
-            return None
-        self.backward(ctx, pack_as(self._output_tree, dys) if self._multi_out else dys[0],
-                      need_dx=False)
+        with mixed_precision.compute_weights(self, grads=True):  # a policy's dtypes (#11)
+            outs, ctx = self.forward(self._model_input(xs), training=True, fused=True)
+            outs = self._flat_outputs(outs)
+            masks = getattr(ctx, "masks", None)
+            loss, dys = self._loss_and_dys(ys, outs, sample_weight, True, masks)
+            self.optimizer.check_step(ctx)  # loss scaling (#11): refuses unscaled penalties
+            extra = self._regularization(add_grads=True) + ctx.penalty
+            if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
+                loss = loss + extra
+            elif isinstance(loss, float) and all(d is None for d in dys):
+                raise ValueError(f"{self.name}: nothing to minimise: compile(loss=...) or add "
+                                 "a loss with self.add_loss() in call()")
+            if guard and not math.isfinite(float(loss)):
+                return None
+            self.backward(ctx, pack_as(self._output_tree, dys) if self._multi_out else dys[0],
+                          need_dx=False)
         self.optimizer.apply_gradients(self._grads_and_params())
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
         self._update_metrics(ys, outs, sample_weight, True, masks)
@@ -311,15 +316,16 @@ class Trainer(DataAdapter):
                 w = la.params[name]
                 total = total + reg(w)
                 if add_grads and name in la.grads:
-                    la.grads[name] += reg.grad(w)
+                    la.grads[name] += self.optimizer.scale_loss(reg.grad(w))
         return total
 
     def _test_step(self, xs, ys, sample_weight):
-        outs, ctx = self.forward(self._model_input(xs), training=False, fused=True)
-        outs = self._flat_outputs(outs)
-        masks = getattr(ctx, "masks", None)
-        loss, _ = self._loss_and_dys(ys, outs, sample_weight, False, masks)
-        extra = self._regularization(add_grads=False) + ctx.penalty
+        with mixed_precision.compute_weights(self):  # a policy's dtypes (#11)
+            outs, ctx = self.forward(self._model_input(xs), training=False, fused=True)
+            outs = self._flat_outputs(outs)
+            masks = getattr(ctx, "masks", None)
+            loss, _ = self._loss_and_dys(ys, outs, sample_weight, False, masks)
+            extra = self._regularization(add_grads=False) + ctx.penalty
         if not isinstance(extra, float):
             loss = loss + extra
         self._loss_tracker.update_mean(loss, xs[0].shape[0])
@@ -330,7 +336,7 @@ class Trainer(DataAdapter):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None,
-            validation_batch_size=None, validation_freq=1):
+            validation_batch_size=None, validation_freq=1, validation_steps=None):
         """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`History`.
 
         ``x`` and ``y`` are arrays (NumPy or the backend's own; a list or dict of them for
@@ -338,11 +344,15 @@ class Trainer(DataAdapter):
         samples before shuffling, as Keras does.
         """
         self._require_compiled("fit")
+        arguments.check_sizes(self.name, "fit", batch_size=batch_size, epochs=epochs,
+                              steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
+                              validation_batch_size=validation_batch_size,
+                              validation_freq=validation_freq, validation_steps=validation_steps)
         custom = self._custom("train_step")
         if custom:
             xs, self._x_tree = self._adapt_raw(x, "fit")
             n = xs[0].shape[0]
-            ys, self._y_tree = self._adapt_raw(y, "fit") if y is not None else ([], None)
+            ys, self._y_tree = self._adapt_raw(y, "targets") if y is not None else ([], None)
         else:
             xs = self._adapt_x(x, "fit")
             n = xs[0].shape[0]
@@ -367,13 +377,18 @@ class Trainer(DataAdapter):
             vx, vy, *vw = validation_data
             if custom:
                 vxs = self._adapt_raw(vx, "fit")[0]
-                vys = self._adapt_raw(vy, "fit")[0] if vy is not None else []
+                vys = self._adapt_raw(vy, "targets")[0] if vy is not None else []
             else:
                 vxs = self._adapt_x(vx, "fit")
                 vys = self._adapt_y(vy, vxs[0].shape[0], "fit")
             val = (vxs, vys, self._adapt_weights(vw[0] if vw else None, vxs[0].shape[0]))
         else:
             val = None
+        if val is not None and validation_steps:  # the first validation_steps batches
+            keep = slice(0, min(val[0][0].shape[0],
+                                validation_steps * (validation_batch_size or batch_size or 32)))
+            val = ([a[keep, ...] for a in val[0]], [a[keep, ...] for a in val[1]],
+                   None if val[2] is None else val[2][keep])
         batch_size = batch_size or 32
         steps = math.ceil(n / batch_size)
         if steps_per_epoch:
@@ -385,11 +400,12 @@ class Trainer(DataAdapter):
             cbs.append(callbacks_module.ProgbarLogger(verbose))
         cbs.append(self.history)
         cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps,
-                                                      "verbose": verbose})
+                                                      "verbose": verbose,
+                                                      "validation": val is not None})
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
         self.stop_training = False
-        with self._cpu_threads(batch_size):
+        with self._cpu_threads(batch_size), cb.ending_on_error():
             return self._run_epochs(xs, ys, sw, val, n, batch_size, steps, epochs,
                                     initial_epoch, shuffle, cb, cbs, validation_batch_size,
                                     validation_freq)
@@ -503,9 +519,10 @@ class Trainer(DataAdapter):
                  return_dict=False, **kwargs):
         """Loss and metrics on ``(x, y)``: a float, a list of floats, or a dict."""
         self._require_compiled("evaluate")
+        arguments.check_sizes(self.name, "evaluate", batch_size=batch_size)
         if self._custom("test_step"):  # gen: a custom test_step takes x alone, as in fit
             xs, self._x_tree = self._adapt_raw(x, "evaluate")
-            ys, self._y_tree = self._adapt_raw(y, "evaluate") if y is not None else ([], None)
+            ys, self._y_tree = self._adapt_raw(y, "targets") if y is not None else ([], None)
         else:
             xs = self._adapt_x(x, "evaluate")
             ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
@@ -523,6 +540,7 @@ class Trainer(DataAdapter):
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         """Outputs for ``x`` as NumPy arrays (a list or dict for several outputs)."""
+        arguments.check_sizes(self.name, "predict", batch_size=batch_size)
         custom = self._custom("predict_step")
         if custom:
             xs, self._x_tree = self._adapt_raw(x, "predict")
@@ -531,7 +549,7 @@ class Trainer(DataAdapter):
         batch_size = batch_size or 32
         n = xs[0].shape[0]
         chunks = []
-        with self._cpu_threads(batch_size):
+        with self._cpu_threads(batch_size), mixed_precision.compute_weights(self):
             for start in range(0, n, batch_size):
                 batch = [a[start:min(start + batch_size, n), ...] for a in xs]
                 if custom:
@@ -598,6 +616,12 @@ class Trainer(DataAdapter):
             self.backend = get_backend(getattr(self, "_backend_spec", None))
         backend = self.backend
         tree = map_structure(lambda a: a, data)
+        if what != "targets" and getattr(self, "_graph", None) is None and \
+                not getattr(self, "_specs_known", False):
+            from xpnet.engine import calls
+
+            if calls.is_call_based(self):  # a model with a call: build it, learn its outputs
+                self._build_call_based(tree)
         flat = [backend.asarray(unwrap(a)) for a in flatten(tree)]
         xp = backend.xp
         flat = [xp.astype(a, getattr(xp, self.dtype)) if xp.isdtype(a.dtype, "real floating")

@@ -118,6 +118,9 @@ def _shape_of(a):
 
 
 def _build_for_call(layer, args, kwargs):
+    stack = state().stack
+    if stack and not getattr(layer, "_dtype_given", True):
+        layer.dtype = stack[-1].dtype  # a sublayer computes in its owner's dtype
     first = next((unwrap(a) for a in flatten(list(args)) if hasattr(unwrap(a), "shape")), None)
     if first is None:
         raise TypeError(f"{layer.name}: called without an array input; got {args!r}")
@@ -211,11 +214,12 @@ def call_eager(layer, args, kwargs):
     try:
         if entry and not st.probing:
             for la in layer._all_layers():
-                la._losses.clear()
+                la._added_losses.clear()
         if call_based:
             tape = None if st.probing else recording_tape()
-            if tape is not None and tape._watched:  # watched arrays: their traced values,
-                args = [map_structure(lambda a: _watched_leaf(tape, a), a) for a in args]
+            # call() sees traced values (a watched array's leaf, else a plain wrapper), so
+            # Python operators in it go through the ops on every backend
+            args = [map_structure(lambda a: _as_traced(tape, a), a) for a in args]
             kw = dict(kwargs)
             if sig.training or sig.var_kw:
                 kw["training"] = training
@@ -223,6 +227,8 @@ def call_eager(layer, args, kwargs):
             _check_output(layer, out)
             if layer.output_shape is None:
                 layer.output_shape = map_structure(_shape_of, out)
+            if entry and (tape is None or st.probing):  # the caller gets plain arrays
+                out = map_structure(_plain, out)
             return _after_call(layer, args, kwargs, out, not entry, None)
         return _call_forward(layer, args, kwargs, training, sig, not entry)
     finally:
@@ -242,12 +248,20 @@ def _training_from_args(sig, args, kwargs):
     return list(args)
 
 
-def _watched_leaf(tape, a):
-    """A watched plain array as its traced value (so operators on it record)."""
-    if isinstance(a, Traced) or not hasattr(a, "shape"):
+def _plain(a):
+    if isinstance(a, Traced) and a.tape is None:
+        return a.value
+    if hasattr(a, "_xpnet_value"):
+        return a.value
+    return a
+
+
+def _as_traced(tape, a):
+    """A plain array as its traced value on ``tape`` (if watched) or a plain wrapper."""
+    if isinstance(a, Traced) or not hasattr(a, "shape") or hasattr(a, "_xpnet_value"):
         return a
-    leaf = tape.leaf(a)
-    return a if leaf is None else leaf
+    leaf = tape.leaf(a) if tape is not None and tape._watched else None
+    return Traced(a) if leaf is None else leaf
 
 
 def _check_output(layer, out):
@@ -329,16 +343,16 @@ def _after_call(layer, args, kwargs, out, nested, tape):
 
     custom = type(layer).compute_mask is not Layer.compute_mask
     if not custom and not layer.supports_masking:
-        return out
+        return _wrap_nested(out) if nested else out
     mask_in = kwargs.get("mask")
     if mask_in is None and args:
         mask_in = _mask_of(args[0])
     if not custom and mask_in is None:
-        return out
+        return _wrap_nested(out) if nested else out
     first = map_structure(unwrap, args[0]) if args else None
     m = layer.compute_mask(first, mask_in)
     if m is None:
-        return out
+        return _wrap_nested(out) if nested else out
     m = map_structure(unwrap, m)
     if isinstance(out, Traced):
         out.mask = m
@@ -349,6 +363,12 @@ def _after_call(layer, args, kwargs, out, nested, tape):
         masks = m if isinstance(m, (list, tuple)) else [m] * len(out)
         return type(out)(_with_mask(o, k) for o, k in zip(out, masks))
     return _with_mask(out, m)
+
+
+def _wrap_nested(out):
+    """Inside a call, outputs stay traced values (plain wrappers where not recorded)."""
+    return map_structure(lambda a: a if isinstance(a, Traced) or not hasattr(a, "shape")
+                         else Traced(a), out)
 
 
 def _with_mask(out, m):
@@ -401,13 +421,23 @@ def call_symbolic(layer, args, kwargs):
             out_shape = layer.compute_output_shape(shapes[0])
         else:
             out_shape = layer.compute_output_shape(*shapes)
-        specs = _specs(out_shape, layer.dtype)
+        specs = _specs(out_shape, layer.dtype_policy.compute_dtype)  # robust (#11): policy
     node = Node(layer, args, kwargs)
     counter = iter(range(1 << 30))
     node.outputs = map_structure(
         lambda s: KerasTensor(s.shape, s.dtype, node, next(counter), name=layer.name), specs)
     layer._inbound_nodes.append(node)
     return node.outputs
+
+
+def probe_output_shape(layer, input_shape):
+    """The output shape(s) of a ``call()`` layer for inputs of ``input_shape``."""
+    def tensor(shape):
+        return KerasTensor(shape, layer.dtype)
+    arg = map_structure(tensor, input_shape) if not _is_shape(input_shape) else \
+        tensor(input_shape)
+    specs = _probe(layer, [arg], {})
+    return map_structure(lambda s: s.shape, specs)
 
 
 def _probe(layer, args, kwargs):
@@ -483,7 +513,7 @@ def forward_by_tape(layer, args, kwargs, training):
         out = call_eager(layer, targs, dict(tkw, training=training))
     finally:
         st.tapes.remove(tape)
-    losses = [loss for la in layer._all_layers() for loss in la._losses]
+    losses = [loss for la in layer._all_layers() for loss in la._added_losses]
     penalty = 0.0
     for loss in losses:
         penalty = penalty + unwrap(loss)

@@ -114,8 +114,7 @@ def functional_graph(config, custom_objects=None, backend=None):
             pending.remove((name, k, inbound))
 
     def tensor(triple):
-        n, k, j = triple
-        return outputs[(n, k)][j]
+        return _output(outputs, *triple)
 
     def pick(spec):
         if isinstance(spec, dict):
@@ -130,8 +129,7 @@ def functional_graph(config, custom_objects=None, backend=None):
 def _call_node(layer, inbound, outputs):
     def dec(v):
         if isinstance(v, dict) and _TENSOR in v:
-            n, k, j = v[_TENSOR]
-            return outputs[(n, k)][j]
+            return _output(outputs, *v[_TENSOR])
         if isinstance(v, dict):
             return {key: dec(x) for key, x in v.items()}
         if isinstance(v, list):
@@ -141,5 +139,13 @@ def _call_node(layer, inbound, outputs):
         args = [dec(a) for a in inbound.get("args", [])]
         kwargs = {k: dec(v) for k, v in inbound.get("kwargs", {}).items()}
         return layer(*args, **kwargs)
-    xs = [outputs[(n, k)][j] for n, k, j in inbound]
+    xs = [_output(outputs, n, k, j) for n, k, j in inbound]
     return layer(xs if len(xs) > 1 else xs[0])
+
+
+def _output(outputs, name, node, index):
+    outs = outputs[(name, node)]
+    if not 0 <= index < len(outs):
+        raise ValueError(f"model config: layer {name!r} node {node} has {len(outs)} "
+                         f"output(s); the config reads output {index}")
+    return outs[index]

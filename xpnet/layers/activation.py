@@ -13,6 +13,8 @@ __all__ = ["Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU"]
 class Activation(ActivatedLayer):
     """Applies a named activation: ``Activation("relu")``, ``Activation("softmax")``."""
 
+    supports_masking = True  # an incoming mask passes through (Keras)
+
     def __init__(self, activation, **kwargs):
         super().__init__(activation=activation, **kwargs)
 
@@ -104,6 +106,8 @@ class PReLU(Layer):
         Axes (1 = the first non-batch axis) along which ``alpha`` is shared, e.g. ``[1, 2]``
         for one slope per channel of a ``(batch, h, w, c)`` input.
     """
+
+    supports_masking = True  # an incoming mask passes through (Keras)
 
     def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None,
                  alpha_constraint=None, shared_axes=None, **kwargs):

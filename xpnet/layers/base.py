@@ -20,6 +20,7 @@ import re
 from xpnet import activations
 from xpnet import initializers
 from xpnet import kernels
+from xpnet import mixed_precision
 from xpnet import regularizers
 from xpnet.backend import get_backend
 from xpnet.engine import calls
@@ -59,7 +60,12 @@ class InputGrads:
 
 # Attributes the tracking walk never looks into: the engine's own bookkeeping.
 _UNTRACKED = frozenset({"params", "grads", "regularizers", "_trainable_names", "_variables",
-                        "_inbound_nodes", "_losses", "backend", "_rng", "_parent"})
+                        "_inbound_nodes", "_added_losses", "backend", "_rng", "_parent",
+                        "_sub_cache", "_all_cache", "_init_args", "history", "optimizer",
+                        "_flat", "_step_logs", "_x_tree", "_y_tree", "_metrics",
+                        "_losses", "_train_losses", "_heads", "_output_loss_trackers",
+                        "_loss_tracker", "_frozen", "_regularized", "_graph", "_layers",
+                        "_compiled_graph"})
 
 
 class Layer:
@@ -104,13 +110,16 @@ class Layer:
                 f"{type(self).__name__}: unexpected keyword argument(s) {sorted(kwargs)}"
             )
         self.name = name or unique_name(_snake(type(self).__name__))
-        self.dtype = _dtype_name(dtype or "float32")
+        # a Keras dtype policy (mixed precision): weights in its variable dtype
+        self.dtype_policy = mixed_precision.get(dtype)
+        self.dtype = _dtype_name(self.dtype_policy.variable_dtype)
+        self._dtype_given = dtype is not None  # else: a sublayer takes its owner's dtype
         self._trainable = bool(trainable)
         self.params, self.grads, self.regularizers = {}, {}, {}
         self._trainable_names = []
         self._variables = {}
         self._inbound_nodes = []
-        self._losses = []
+        self._added_losses = []
         self.built = False
         self.backend = None
         if input_dim is not None and input_shape is None:
@@ -121,17 +130,40 @@ class Layer:
         self._rng = None  # a layer that draws random numbers keeps its generator here
 
     # -- tracking ------------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        # Lists and dicts assigned to a layer are tracked (as Keras wraps them): appending a
+        # layer to one later is seen. Any change that may add or drop a sublayer moves the
+        # global generation on, which invalidates every cached walk.
+        if name not in _UNTRACKED and isinstance(value, (Layer, list, tuple, dict)):
+            if type(value) is list:
+                value = _TrackedList(value)
+            elif type(value) is dict:
+                value = _TrackedDict(value)
+            _GENERATION[0] += 1
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        _GENERATION[0] += 1
+        object.__delattr__(self, name)
+
     def _sublayers(self):
         """The layers this one holds as attributes (alone, in lists or tuples, in dicts),
         in the order they were assigned, each once."""
+        cache = self.__dict__.get("_sub_cache")
+        if cache is not None and cache[0] == _GENERATION[0]:
+            return cache[1]
         out, seen = [], set()
         for key, value in vars(self).items():
-            if key not in _UNTRACKED:
+            if key not in _UNTRACKED and isinstance(value, (Layer, list, tuple, dict)):
                 _collect(value, out, seen, self)
+        self.__dict__["_sub_cache"] = (_GENERATION[0], out)
         return out
 
     def _all_layers(self):
         """This layer and every layer it holds, at any depth, each once (pre-order)."""
+        cache = self.__dict__.get("_all_cache")
+        if cache is not None and cache[0] == _GENERATION[0]:
+            return cache[1]
         out, seen = [], set()
         stack = [self]
         while stack:
@@ -141,6 +173,7 @@ class Layer:
             seen.add(id(la))
             out.append(la)
             stack.extend(reversed(la._sublayers()))
+        self.__dict__["_all_cache"] = (_GENERATION[0], out)
         return out
 
     @property
@@ -189,7 +222,8 @@ class Layer:
         backend = self.backend
         xp = backend.xp
         dt = getattr(xp, _dtype_name(dtype or self.dtype))
-        value = initializers.get(initializer or "glorot_uniform")(shape, dt, backend)
+        # robust (#11): a weight whose value a file supplies skips its initializer
+        value = initializers.initial_value(initializer or "glorot_uniform", shape, dt, backend)
         self.params[name] = xp.asarray(value, dtype=dt, copy=True)
         if trainable:
             self._trainable_names.append(name)
@@ -328,6 +362,7 @@ class Layer:
         self.check_input_shape(input_shape)
         calls.run_build(self, input_shape)
         self.input_shape = input_shape
+        self.built = True  # before the output shape: a call() layer runs to find it
         if type(self).compute_output_shape is not Layer.compute_output_shape or \
                 not calls.is_call_based(self):
             try:
@@ -335,12 +370,16 @@ class Layer:
             except NotImplementedError:  # a call() layer without a shape rule
                 self.output_shape = None
         self.built = True
+        self.built = True
 
     def check_input_shape(self, input_shape):
         """Raise a ValueError naming the layer if ``input_shape`` does not fit its weights."""
 
     def compute_output_shape(self, input_shape):
-        """Output shape for ``input_shape``; identity by default."""
+        """Output shape for ``input_shape``: identity for a built-in layer; a layer written
+        with ``call`` is run on zeros of that shape (as Keras traces it)."""
+        if calls.is_call_based(self):
+            return calls.probe_output_shape(self, input_shape)
         return input_shape
 
     def compute_mask(self, inputs, mask=None):
@@ -386,13 +425,13 @@ class Layer:
         """Add ``loss`` (a scalar computed with ``keras.ops`` in ``call``) to the training
         loss; its gradient flows back through what it was computed from."""
         if not calls.probing():
-            self._losses.append(loss)
+            self._added_losses.append(loss)
 
     @property
     def losses(self):
         """The losses added by the last call (this layer's and its sublayers'), then the
         weight regularizers' penalties, as Keras 3 lists them."""
-        out = [loss for la in self._all_layers() for loss in la._losses]
+        out = [loss for la in self._all_layers() for loss in la._added_losses]
         for var in self.trainable_weights:
             reg = var.regularizer
             if reg is not None:
@@ -445,7 +484,8 @@ class Layer:
 
     # -- configuration -----------------------------------------------------------------
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": self.dtype_policy.name}
         if self._input_shape_arg is not None:
             config["input_shape"] = self._input_shape_arg
         if self.activity_regularizer is not None:
@@ -460,6 +500,80 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+_GENERATION = [0]  # moves on whenever a layer may have gained or lost a sublayer
+
+
+class _TrackedList(list):
+    """A list held by a layer: changing it may change the layer's sublayers."""
+
+    def _changed(self):
+        _GENERATION[0] += 1
+
+    def append(self, v):
+        self._changed()
+        super().append(v)
+
+    def extend(self, vs):
+        self._changed()
+        super().extend(vs)
+
+    def insert(self, i, v):
+        self._changed()
+        super().insert(i, v)
+
+    def pop(self, *a):
+        self._changed()
+        return super().pop(*a)
+
+    def remove(self, v):
+        self._changed()
+        super().remove(v)
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+    def __setitem__(self, i, v):
+        self._changed()
+        super().__setitem__(i, v)
+
+    def __delitem__(self, i):
+        self._changed()
+        super().__delitem__(i)
+
+    def __iadd__(self, vs):
+        self._changed()
+        return super().__iadd__(vs)
+
+
+class _TrackedDict(dict):
+    """A dict held by a layer: changing it may change the layer's sublayers."""
+
+    def __setitem__(self, k, v):
+        _GENERATION[0] += 1
+        super().__setitem__(k, v)
+
+    def __delitem__(self, k):
+        _GENERATION[0] += 1
+        super().__delitem__(k)
+
+    def update(self, *a, **kw):
+        _GENERATION[0] += 1
+        super().update(*a, **kw)
+
+    def pop(self, *a):
+        _GENERATION[0] += 1
+        return super().pop(*a)
+
+    def setdefault(self, k, v=None):
+        _GENERATION[0] += 1
+        return super().setdefault(k, v)
+
+    def clear(self):
+        _GENERATION[0] += 1
+        super().clear()
 
 
 def _marking_built(build):

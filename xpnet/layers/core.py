@@ -28,7 +28,8 @@ class InputLayer(Layer):
             raise ValueError(f"{self.name}: shape must hold positive ints or None, got {shape}")
         self.shape, self.batch_size = shape, batch_size
         node = Node(self)
-        node.outputs = KerasTensor((batch_size,) + shape, self.dtype, node, 0, name=self.name)
+        node.outputs = KerasTensor((batch_size,) + shape, self.dtype_policy.compute_dtype, node,
+                                   0, name=self.name)
         self._inbound_nodes.append(node)
 
     def forward(self, x, training=False):
@@ -65,6 +66,8 @@ class Dense(ActivatedLayer):
     kernel_regularizer, bias_regularizer : str or Regularizer, default=None
         Penalties on the weights, added to the loss (``"l2"``, ``regularizers.L2(1e-4)``).
     """
+
+    supports_masking = True  # an incoming mask passes through (Keras)
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -218,6 +221,8 @@ class Reshape(Layer):
 
 class Identity(Layer):
     """Returns its input unchanged."""
+
+    supports_masking = True  # an incoming mask passes through (Keras)
 
     def forward(self, x, training=False):
         return x, None

@@ -35,7 +35,7 @@ class Lambda(Layer):
 
     def compute_output_shape(self, input_shape):
         if self._output_shape is None:
-            raise NotImplementedError  # found by running the function
+            return super().compute_output_shape(input_shape)  # found by running it
         if callable(self._output_shape):
             return self._output_shape(input_shape)
         batch = input_shape[0][0] if isinstance(input_shape, list) else input_shape[0]
@@ -47,7 +47,8 @@ class Lambda(Layer):
         return self._mask
 
     def get_config(self):
-        raise NotImplementedError(
-            f"{self.name}: a Lambda layer's function cannot be saved (xpnet never stores "
-            "code in a model file); write a layer class with call() and "
-            "keras.saving.register_keras_serializable() instead")
+        """The config, with the function itself: enough for ``clone_model`` and
+        ``from_config`` in memory; a model file refuses it (see ``saving``)."""
+        return {**super().get_config(), "function": self.function,
+                "output_shape": self._output_shape, "mask": self._mask,
+                "arguments": self.arguments}

@@ -31,6 +31,8 @@ def _normalize_backward(dxhat, xhat, inv, red, xp):
 class _Normalization(Layer):
     """Shared machinery: the feature axes, their weights, and the affine part."""
 
+    supports_masking = True  # an incoming mask passes through (Keras)
+
     def __init__(self, axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                  beta_regularizer, gamma_regularizer, **kwargs):
         super().__init__(**kwargs)
@@ -259,6 +261,8 @@ class GroupNormalization(Layer):
     beta_regularizer, gamma_regularizer : default=None
     """
 
+    supports_masking = True  # an incoming mask passes through (Keras)
+
     def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
@@ -364,6 +368,8 @@ class UnitNormalization(Layer):
     ----------
     axis : int or list of int, default=-1
     """
+
+    supports_masking = True  # an incoming mask passes through (Keras)
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)

@@ -23,6 +23,8 @@ __all__ = ["Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"
 class _Random(Layer):
     """A layer that draws random numbers in training mode from its own generator."""
 
+    supports_masking = True  # an incoming mask passes through (Keras)
+
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
@@ -212,6 +214,8 @@ class ActivityRegularization(Layer):
     ----------
     l1, l2 : float, default=0.0
     """
+
+    supports_masking = True  # an incoming mask passes through (Keras)
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         kwargs.pop("activity_regularizer", None)

@@ -51,13 +51,24 @@ def op(name, fn, vjp, args, n_out=1):
         raise TypeError(f"ops.{name}: unsupported argument type(s) {dtypes}: {e}") from None
     tape = recording_tape()
     if tape is None or state().probing:
-        return out
+        return _keep_wrapped(out, args, n_out)
     ins = [tape.leaf(a) if _maybe_traced(a) else None for a in args]
     if builtins.all(i is None for i in ins):
-        return out
+        return _keep_wrapped(out, args, n_out)
     outs = list(out) if n_out != 1 else [out]
     traced = tape.record(outs, ins, lambda dys: vjp(dys, outs, *values))
     return traced if n_out != 1 else traced[0]
+
+
+def _keep_wrapped(out, args, n_out):
+    """Outside a tape, results computed from Variables or traced values stay wrapped, so
+    that Python operators keep going through the ops (array-api-strict and CuPy arrays do
+    not hand an operator over to a Variable the way NumPy does)."""
+    if not builtins.any(isinstance(a, Traced) or hasattr(a, "_xpnet_value") for a in args):
+        return out
+    if n_out != 1:
+        return [Traced(o) for o in out]
+    return Traced(out)
 
 
 def _maybe_traced(a):
@@ -808,8 +819,13 @@ def convert_to_numpy(x):
 
 
 def stop_gradient(x):
-    """``x`` with no gradient flowing back through it."""
-    return unwrap(x)
+    """``x`` with no gradient flowing back through it (a new view: never the object a tape
+    watches)."""
+    v = unwrap(x)
+    if not hasattr(v, "shape"):
+        return v
+    view = v[...]
+    return Traced(view) if isinstance(x, Traced) or hasattr(x, "_xpnet_value") else view
 
 
 def is_tensor(x):
