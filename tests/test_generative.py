@@ -194,6 +194,7 @@ def test_frozen_discriminator_recipe_keeps_keras_semantics():
     d.train_on_batch(x, labels)  # D's training function is built: all its weights captured
     d.trainable = False
     combined = _combined(g, d)
+    names = [w.path if hasattr(w, "path") else w.name for w in combined.weights]
     z = rng.standard_normal((32, 8)).astype("float32")
     for _ in range(3):
         d0, g0 = _weights(d), _trainable(g)
@@ -205,6 +206,8 @@ def test_frozen_discriminator_recipe_keeps_keras_semantics():
         d.train_on_batch(x, np.zeros((32, 1), "float32"))
         assert not np.array_equal(_weights(d)[0], d0[0]), "D stopped training"
     assert d.trainable_weights == [] and len(combined.trainable_weights) == len(g.trainable_weights)
+    # the captured weights are bookkeeping, not sublayers: the model's weights are unchanged
+    assert [w.path if hasattr(w, "path") else w.name for w in combined.weights] == names
 
 
 def test_model_first_trained_after_freezing_does_not_train():

@@ -65,7 +65,8 @@ _UNTRACKED = frozenset({"params", "grads", "regularizers", "_trainable_names", "
                         "_flat", "_step_logs", "_x_tree", "_y_tree", "_metrics",
                         "_losses", "_train_losses", "_heads", "_output_loss_trackers",
                         "_loss_tracker", "_frozen", "_regularized", "_graph", "_layers",
-                        "_compiled_graph"})
+                        "_compiled_graph",
+                        "_train_pairs"})  # gen: the weights a model captured to train
 
 
 class Layer:
