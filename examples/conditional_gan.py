@@ -38,6 +38,8 @@ def main(argv=None):
                         "exists, else train it and save it there")
     parser.add_argument("--small", action="store_true", help="half the filters")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-only", action="store_true", help="skip training: judge "
+                        "the generator weights an earlier run saved in --out")
     parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
     args = parser.parse_args(argv)
     args.epochs = args.epochs or (10 if args.data else 30)
@@ -55,6 +57,9 @@ def main(argv=None):
     gan.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
                 g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
                 loss_fn=keras.losses.BinaryCrossentropy())
+    if args.judge_only:
+        generator.load_weights(os.path.join(args.out, "conditional_generator.weights.h5"))
+        return judge(gan, x_train, y_train, args), []
     one_hot = keras.utils.to_categorical(y_train, classes)
     grid_labels = np.repeat(np.arange(classes), 10)
     times = []
@@ -72,12 +77,16 @@ def main(argv=None):
     later = sorted(times[1:] or times)
     print(f"conditional GAN: {args.epochs} epochs, {later[len(later) // 2]:.1f} s per epoch "
           f"(median after the first)")
-    judge = train_judge(x_train, y_train, args.judge_epochs,
-                        weights=args.judge_weights)
-    requested = np.repeat(np.arange(classes), 100)
-    verdict = judge_samples(judge, gan.generate(requested, seed=7), requested)
+    return judge(gan, x_train, y_train, args), times
+
+
+def judge(gan, x_train, y_train, args):
+    """The judge's verdict on 1,000 generated digits, 100 per requested class."""
+    judge_model = train_judge(x_train, y_train, args.judge_epochs, weights=args.judge_weights)
+    requested = np.repeat(np.arange(gan.num_classes), 100)
+    verdict = judge_samples(judge_model, gan.generate(requested, seed=7), requested)
     print_verdict(verdict)
-    return verdict, times
+    return verdict
 
 
 if __name__ == "__main__":

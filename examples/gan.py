@@ -114,6 +114,8 @@ def main(argv=None):
     parser.add_argument("--judge-weights", help="load the judge from this file if it "
                         "exists, else train it and save it there")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-only", action="store_true", help="skip training: judge "
+                        "the generator weights an earlier run saved in --out")
     parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
     args = parser.parse_args(argv)
     args.epochs = args.epochs or (15 if args.data else 30)
@@ -130,17 +132,25 @@ def main(argv=None):
         if epoch + 1 == args.epochs:
             print(f"samples written to {path}")
 
+    if args.judge_only:
+        generator, _ = models(x_train.shape[1:], args.latent_dim, args.small)
+        generator.load_weights(os.path.join(args.out, f"{args.recipe}_generator.weights.h5"))
+        return judge(generator, x_train, y_train, args), []
     recipe = train_step_recipe if args.recipe == "train_step" else classic_recipe
     generator, times = recipe(x_train, args, sample)
     later = sorted(times[1:] or times)
     print(f"{args.recipe}: {args.epochs} epochs, {later[len(later) // 2]:.1f} s per epoch "
           f"(median after the first)")
-    judge = train_judge(x_train, y_train, args.judge_epochs,
-                        weights=args.judge_weights)
+    return judge(generator, x_train, y_train, args), times
+
+
+def judge(generator, x_train, y_train, args):
+    """The judge's verdict on 1,000 digits from ``generator``."""
+    judge_model = train_judge(x_train, y_train, args.judge_epochs, weights=args.judge_weights)
     z = np.random.default_rng(7).standard_normal((1000, args.latent_dim)).astype("float32")
-    verdict = judge_samples(judge, generator.predict(z, verbose=0))
+    verdict = judge_samples(judge_model, generator.predict(z, verbose=0))
     print_verdict(verdict)
-    return verdict, times
+    return verdict
 
 
 if __name__ == "__main__":
