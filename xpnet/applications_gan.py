@@ -63,7 +63,9 @@ class GAN(Model):
     real images 0, labels noised by ``0.05 * U(0, 1)``) and one of the generator (through
     the discriminator, fakes labelled 0), each with its own optimizer and tape.
 
-    ``compile(d_optimizer, g_optimizer, loss_fn)``; ``fit(images)``.
+    ``compile(d_optimizer, g_optimizer, loss_fn)``; ``fit(images)``. Keras's example calls
+    ``self.generator(z)`` without ``training=``; here both networks are called with
+    ``training=True``, so the generator's BatchNormalization uses batch statistics.
     """
 
     def __init__(self, discriminator, generator, latent_dim, seed=1337, **kwargs):
