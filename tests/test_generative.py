@@ -205,7 +205,8 @@ def test_frozen_discriminator_recipe_keeps_keras_semantics():
         d0 = _weights(d)
         d.train_on_batch(x, np.zeros((32, 1), "float32"))
         assert not np.array_equal(_weights(d)[0], d0[0]), "D stopped training"
-    assert d.trainable_weights == [] and len(combined.trainable_weights) == len(g.trainable_weights)
+    assert d.trainable_weights == []
+    assert len(combined.trainable_weights) == len(g.trainable_weights)
     # the captured weights are bookkeeping, not sublayers: the model's weights are unchanged
     assert [w.path if hasattr(w, "path") else w.name for w in combined.weights] == names
 
