@@ -6,7 +6,10 @@
 # 1. the test suite, whose `backend` fixture adds CuPy when a GPU is present, and the CUDA
 #    kernel tests (tests/cuda) on the real device;
 # 2. benchmarks/kernels.py --backend cuda (kernels vs the CuPy composition, bandwidth);
-# 3. benchmarks/mlp.py --backend cuda (xpnet vs PyTorch CUDA on the seed model).
+# 3. benchmarks/mlp.py --backend cuda (xpnet vs PyTorch CUDA on the seed model);
+# 4. ci/nccl_check.py: xpnet.distributed's NCCL all-reduce of a flat buffer across the GPUs
+#    present (one process per GPU under mpiexec where mpi4py and mpiexec exist and there are
+#    several GPUs; one process otherwise) and two data-parallel steps on "cuda".
 # Each part has its own time limit, and a failing part does not stop the others; every part
 # writes its log and JSON under OUT_DIR, and summary.txt collects the exit codes. Works with
 # no network: wheels in .whl/ (ci/fetch_wheels.sh) are installed from there, and xpnet is
@@ -49,4 +52,11 @@ part kernels 90 python3 "$ROOT/benchmarks/kernels.py" --backend cuda --repeats 5
     --json "$OUT/kernels_gpu.json"
 part mlp 90 python3 "$ROOT/benchmarks/mlp.py" --backend cuda --epochs 3 --rounds 3 \
     --json "$OUT/mlp_gpu.json"
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ "$NGPU" -gt 1 ] && command -v mpiexec >/dev/null && python3 -c "import mpi4py" 2>/dev/null
+then
+    part nccl 120 mpiexec -n "$NGPU" python3 "$ROOT/ci/nccl_check.py"
+else
+    part nccl 120 python3 "$ROOT/ci/nccl_check.py"
+fi
 cat "$summary"

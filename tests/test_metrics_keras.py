@@ -315,13 +315,11 @@ def test_every_new_metric_round_trips_its_config():
         assert again.get_config() == m.get_config(), type(m).__name__
 
 
-def test_vector_valued_metrics_in_compile_say_so():
-    # Keras logs per-class arrays; xpnet's logs take one number per metric, so compile
-    # names the problem instead of failing later in float()
+def test_vector_valued_metrics_accepted_by_compile():
+    # Keras 3 logs per-class arrays; xpnet's logs now do too (tests/test_trainer_keras.py)
     for m in ("f1_score", metrics.Precision(thresholds=[0.3, 0.7]),
               metrics.R2Score(class_aggregation=None)):
-        with pytest.raises(NotImplementedError, match="one value per class or threshold"):
-            metrics.get(m, None, (None, 3))
+        assert metrics.get(m, None, (None, 3)).vector_valued
     assert metrics.get("f1_score").average is None  # standalone: Keras's default
     assert metrics.get(metrics.F1Score(average="macro"), None, (None, 3)).name == "f1_score"
     assert metrics.get("auc", None, (None, 1)).name == "auc"

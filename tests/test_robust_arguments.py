@@ -112,10 +112,10 @@ def test_input_dtypes_and_python_lists():
         (x.tolist(), r"argument x is a Python list of 20 element\(s\), not of arrays"),
     ]
     for bad, message in cases:
-        for call in (lambda: model.fit(bad, y, verbose=0),
-                     lambda: model.evaluate(bad, y, verbose=0),
-                     lambda: model.predict(bad, verbose=0),
-                     lambda: model.train_on_batch(bad, y)):
+        for call in (lambda bad=bad: model.fit(bad, y, verbose=0),
+                     lambda bad=bad: model.evaluate(bad, y, verbose=0),
+                     lambda bad=bad: model.predict(bad, verbose=0),
+                     lambda bad=bad: model.train_on_batch(bad, y)):
             with pytest.raises(ValueError, match=message):
                 call()
     model.fit(x > 0, y, verbose=0)  # booleans and ints are numbers

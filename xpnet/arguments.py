@@ -33,6 +33,9 @@ def check_sizes(who, what, **sizes):
     for name, value in sizes.items():
         if value is None and name not in ("epochs", "initial_epoch", "validation_freq"):
             continue
+        if name == "validation_freq" and isinstance(value, list) and value and \
+                all(_is_int(v) and v >= 1 for v in value):
+            continue  # Keras 3: a list of the (1-based) epochs to validate after
         low = 0 if name == "initial_epoch" else 1
         if not _is_int(value) or value < low:
             kind = "an int >= 0" if low == 0 else "a positive int" + \

@@ -306,7 +306,7 @@ def set_backend(name):
     _DEFAULT["name"] = name
 
 
-def _cuda_backend():
+def _cuda_backend(index=None):
     try:
         import cupy
     except ImportError as e:
@@ -321,6 +321,11 @@ def _cuda_backend():
         ) from e
     if count == 0:
         raise BackendUnavailableError("backend 'cuda': CuPy sees no CUDA device")
+    if index is not None:  # "cuda:N": GPU N becomes this process's current device
+        if not 0 <= index < count:
+            raise BackendUnavailableError(f"backend 'cuda:{index}': CuPy sees {count} "
+                                          f"device(s), 0 to {count - 1}")
+        cupy.cuda.Device(index).use()
     return Backend("cuda", array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device())
 
 
@@ -339,7 +344,9 @@ def get_backend(spec=None, device=None):
     ----------
     spec : str, module or Backend, default=None
         ``"auto"`` (CUDA where CuPy sees a GPU, else CPU), ``"cpu"`` / ``"numpy"``,
-        ``"cuda"`` / ``"gpu"`` / ``"cupy"``, an array-API namespace module, or a Backend.
+        ``"cuda"`` / ``"gpu"`` / ``"cupy"``, ``"cuda:N"`` / ``"gpu:N"`` (GPU N, made the
+        process's current device: one process per GPU), an array-API namespace module, or a
+        Backend.
         None means the default: :func:`set_backend`, else ``$XPNET_BACKEND``, else ``"auto"``.
     device : object, default=None
         The device of a namespace backend (``array_api_strict.Device("device1")``).
@@ -350,12 +357,16 @@ def get_backend(spec=None, device=None):
         spec = _DEFAULT["name"] or os.environ.get("XPNET_BACKEND") or "auto"
     if isinstance(spec, str):
         spec = _ALIASES.get(spec.lower(), spec.lower())
+        if spec.startswith("gpu:"):
+            spec = "cuda:" + spec[4:]
         if spec == "auto":
             return get_backend("cuda") if _cuda_usable() else get_backend("cpu")
     key = (spec if isinstance(spec, str) else id(spec), str(device))
     backend = _CACHE.get(key)
     if backend is None:
         backend = _CACHE[key] = _make_backend(spec, device)
+    elif isinstance(spec, str) and spec.startswith("cuda:"):
+        backend.device.use()  # "cuda:N" always makes GPU N current
     return backend
 
 
@@ -377,6 +388,8 @@ def _make_backend(spec, device):
         return Backend("cpu", array_api_compat.array_namespace(np.empty(0)), "cpu")
     if spec == "cuda":
         return _cuda_backend()
+    if spec.startswith("cuda:") and spec[5:].isdigit():  # one process per GPU (distributed)
+        return _cuda_backend(int(spec[5:]))
     raise ValueError(
         f"unknown backend {spec!r}: expected 'auto', 'cpu', 'cuda' or an array namespace"
     )

@@ -15,17 +15,19 @@ from collections.abc import Mapping
 
 __all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "LazyLogs",
            "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler",
-           "CSVLogger", "TerminateOnNaN"]
+           "CSVLogger", "TerminateOnNaN", "LambdaCallback", "BackupAndRestore",
+           "TensorBoard"]
 
 
 class LazyLogs(Mapping):
     """A read-only mapping whose values are fetched (one host sync each) when read."""
 
-    def __init__(self, sources):
+    def __init__(self, sources, convert=float):
         self._sources = sources  # name -> zero-argument callable returning a 0-d array
+        self._convert = convert  # array -> float (or a NumPy array for a per-class result)
 
     def __getitem__(self, key):
-        return float(self._sources[key]())
+        return self._convert(self._sources[key]())
 
     def __iter__(self):
         return iter(self._sources)
@@ -76,7 +78,8 @@ class CallbackList:
             cb.set_params(params)
         for hook in _HOOKS:
             bound = [getattr(cb, hook) for cb in self.callbacks
-                     if getattr(type(cb), hook) is not getattr(Callback, hook)]
+                     if getattr(type(cb), hook) is not getattr(Callback, hook)
+                     or hook in vars(cb)]  # LambdaCallback's functions
             setattr(self, hook, _fan_out(bound))
         self._training = False
         begin, end = self.on_train_begin, self.on_train_end
@@ -137,51 +140,94 @@ class History(Callback):
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
 
+    def plot(self, path=None, keys=None):
+        """Plot the curves (each metric with its ``val_`` twin) with matplotlib, one panel
+        per metric; save to ``path`` (PNG, PDF, ... by its suffix) when given. Returns the
+        matplotlib Figure. matplotlib is an optional dependency (``pip install
+        xpnet[plot]``)."""
+        from xpnet.callbacks_extra import plot_history
+
+        return plot_history(self.history, path, keys)
+
 
 def _format(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    from xpnet.progbar import format_value
+
+    return " - ".join(f"{k}: {format_value(v)}" for k, v in logs.items())
 
 
 class ProgbarLogger(Callback):
-    """Keras-style progress: a tqdm bar per epoch (``verbose=1``) or a line per epoch
-    (``verbose=2``). Metrics are read from the device at most every ``interval`` seconds."""
+    """Keras 3's progress lines: ``Epoch 1/5`` (when there are several epochs), then
+    ``32/32 ━━━━━━━━━━━━━━━━━━━━ 1s 12ms/step - loss: 0.6931 - val_loss: 0.6810``
+    redrawn as steps go (``verbose=1``) or printed once per epoch (``verbose=2``); the
+    same for ``evaluate`` and ``predict``. Metrics are read from the device at most every
+    ``interval`` seconds."""
 
     def __init__(self, verbose=1, interval=0.25):
         super().__init__()
         self.verbose, self.interval = verbose, interval
-        self._bar = None
+        self._bar, self._in_fit, self._seen = None, False, 0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._last = 0.0
-        epochs = self.params.get("epochs")
-        print(f"Epoch {epoch + 1}/{epochs}")
-        if self.verbose == 1:
-            from tqdm.auto import tqdm
+    def _new_bar(self):
+        from xpnet.progbar import Progbar
 
-            self._bar = tqdm(total=self.params.get("steps"), unit="step", leave=True,
-                             bar_format="{n_fmt}/{total_fmt} {bar} {elapsed} {rate_fmt}"
-                                        "{postfix}", dynamic_ncols=True, mininterval=0.1)
+        self._bar = Progbar(self.params.get("steps"), verbose=self.verbose,
+                            interval=self.interval)
+        self._last, self._seen = -math.inf, 0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _step(self, batch, logs):
         if self._bar is None:
             return
-        now = time.perf_counter() - self._start
-        if now - self._last >= self.interval and logs is not None:
+        now = time.perf_counter()
+        due = self.verbose == 1 and now - self._last >= self.interval
+        if due:
             self._last = now
-            self._bar.set_postfix_str(_format(dict(logs)), refresh=False)
-        self._bar.update(1)
+        self._seen = batch + 1
+        self._bar.update(batch + 1, list(dict(logs).items()) if due and logs else None,
+                         finalize=False)
+
+    def _finish(self, logs):
+        if self._bar is not None:
+            self._bar.update(self._seen, list((logs or {}).items()), finalize=True)
+            self._bar = None
+
+    def on_train_begin(self, logs=None):
+        self._in_fit = True
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if (self.params.get("epochs") or 1) > 1:
+            print(f"Epoch {epoch + 1}/{self.params.get('epochs')}")
+        self._new_bar()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        took = time.perf_counter() - self._start
-        steps = self.params.get("steps") or 1
-        if self._bar is not None:
-            self._bar.set_postfix_str(_format(logs or {}), refresh=False)
-            self._bar.close()
-            self._bar = None
-        elif self.verbose == 2:
-            print(f"{steps}/{steps} - {took:.0f}s - {took / steps * 1e3:.0f}ms/step - "
-                  f"{_format(logs or {})}")
+        self._finish(logs)
+
+    def on_test_begin(self, logs=None):
+        if not self._in_fit:
+            self._new_bar()
+
+    def on_test_batch_end(self, batch, logs=None):
+        if not self._in_fit:
+            self._step(batch, logs)
+
+    def on_test_end(self, logs=None):
+        if not self._in_fit:
+            self._finish(logs)
+
+    def on_predict_begin(self, logs=None):
+        self._new_bar()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._step(batch, None)
+
+    def on_predict_end(self, logs=None):
+        self._finish({})
 
 
 def _direction(monitor, mode, who):
@@ -527,3 +573,8 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+from xpnet.callbacks_extra import BackupAndRestore  # noqa: E402  (it subclasses Callback)
+from xpnet.callbacks_extra import LambdaCallback  # noqa: E402
+from xpnet.callbacks_extra import TensorBoard  # noqa: E402

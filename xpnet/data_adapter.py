@@ -63,6 +63,11 @@ class DataAdapter:
                 a = backend.asarray(a)
             if a.shape[0] != n:
                 raise ValueError(f"{self.name}: {n} input samples but {a.shape[0]} targets")
+            if (loss is None or not loss.sparse_labels) and len(a.shape) == len(t.shape) - 1 \
+                    and t.shape[-1] == 1:
+                # targets (n,) for a one-unit output (n, 1): Keras expands them to the
+                # output's rank (``squeeze_or_expand_to_same_rank``)
+                a = backend.xp.reshape(backend.asarray(a), tuple(a.shape) + (1,))
             if loss is None:
                 out.append(backend.asarray(a))
                 continue

@@ -317,7 +317,10 @@ class Model(Trainer, Layer):
                 grads[i] = d if grads[i] is None else grads[i] + d
         last = len(ctx.ctxs) - 1
         act, fused = ctx.act, ctx.fused
+        ready = getattr(self, "_grad_ready", None)  # distributed: starts bucket all-reduces
         for k, (step, c) in enumerate(zip(reversed(self._graph), reversed(ctx.ctxs))):
+            if ready is not None:  # distributed: k reverse steps are done
+                ready(k)
             if step.simple:
                 d = grads[step.outs[0]]
                 if act is not None and last - k in act:
@@ -341,6 +344,8 @@ class Model(Trainer, Layer):
                     grads[i] = dx if grads[i] is None else grads[i] + dx
                 continue
             self._backward_step(step, c, grads, need_dx)
+        if ready is not None:  # distributed: the whole backward pass is done
+            ready(len(ctx.ctxs))
         dxs = grads[:len(self.inputs)]
         return pack_as(self._input_tree, dxs) if self._multi_in else dxs[0]
 

@@ -280,7 +280,8 @@ def _compile_config(model):
         return spec if isinstance(spec, str) or spec is None else getattr(spec, "name", None)
 
     return {"loss": loss_spec(model._loss_spec), "loss_weights": model._loss_weights_spec,
-            "metrics": metric_spec(model._metrics_spec)}
+            "metrics": metric_spec(model._metrics_spec),
+            "weighted_metrics": metric_spec(getattr(model, "_weighted_metrics_spec", None))}
 
 
 def _optimizer_tensors(model, keys):
@@ -455,8 +456,32 @@ def _restore_training(model, file, custom_objects):
 
     model.compile(optimizer=optimizer, loss=unpack(spec["loss"], loss_leaf),
                   loss_weights=spec.get("loss_weights"),
-                  metrics=unpack(spec.get("metrics"), lambda s: s))
+                  metrics=unpack(spec.get("metrics"), lambda s: s),
+                  weighted_metrics=unpack(spec.get("weighted_metrics"), lambda s: s))
     model._sync_compile()
+    _restore_slots(model, file, optimizer)
+
+
+def restore_training_state(model, filepath):
+    """Load a :func:`save_model` file's weights, optimizer state (slots and iterations)
+    and random states into ``model``, compiled already, in place (BackupAndRestore)."""
+    file = _File(filepath)
+    _write_weights(_plan_weights(model, file))
+    model._sync_compile()
+    if file.meta.get("optimizer") is not None:
+        _restore_slots(model, file, model.optimizer)
+    rng = file.meta.get("rng") or {}
+    from xpnet.layers.base import Layer
+
+    for prefix, layer in _walk(model):
+        Layer.set_rng_state(layer, rng.get("layers", {}).get(prefix))
+    if rng.get("fit") is not None:
+        model._rng = model.backend.rng(None)
+        model._rng.set_state(rng["fit"])
+
+
+def _restore_slots(model, file, optimizer):
+    opt = file.meta["optimizer"]
     _, keys = _weight_tensors(model)
     xp = model.backend.xp
     for param, entries in model._optimizer_layout():

@@ -28,7 +28,17 @@ def atomic_write(path, data, overwrite):
     """Write ``data`` to ``path`` through a temporary file of this writer's own (created
     exclusively beside the target), flushed to disk, renamed over the target and the rename
     flushed: readers see the old file or the new one, never a part; of several writers the
-    last rename wins. Any failure leaves the previous file intact and no temporary behind."""
+    last rename wins. Any failure leaves the previous file intact and no temporary behind.
+    Under data parallelism only rank 0 writes, and every rank waits for it."""
+    from xpnet import distributed
+
+    dist = distributed.active()
+    if dist is not None:  # distributed: rank 0 writes; every rank waits for it
+        return dist.chief_only(_write_file, path, data, overwrite)
+    return _write_file(path, data, overwrite)
+
+
+def _write_file(path, data, overwrite):
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
@@ -88,12 +98,27 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def _refuse_foreign(f, path, head):
+    """Name the formats people hand over by mistake: Keras's .keras zip and HDF5 files."""
+    if head[:4] == b"PK\x03\x04":
+        peek = f.read(1 << 16)
+        kind = "a Keras archive (.keras zip)" if b"config.json" in peek or \
+            str(path).endswith(".keras") else "a zip archive"
+        raise ValueError(f"{path} is {kind}, not an xpnet model file: xpnet does not read "
+                         "Keras's .keras format; rebuild the model with xpnet.keras and "
+                         "copy its weights (layer.set_weights) from Keras")
+    if head == b"\x89HDF\r\n\x1a\n":
+        raise ValueError(f"{path} is an HDF5 file (a Keras .h5 model or weights), not an "
+                         "xpnet model file: xpnet does not read HDF5")
+
+
 def read_parts(f, path):
     """``(length bytes, header bytes, tensor bytes, metadata, tensor table)`` of an open
     file, each length checked before it is read."""
     head = f.read(8)
     if len(head) < 8:
         raise ValueError(f"{path} is not an xpnet model file: {len(head)} bytes")
+    _refuse_foreign(f, path, head)
     size = int.from_bytes(head, "little")
     if not 2 <= size <= checks.MAX_HEADER_BYTES:
         raise ValueError(f"{path} is not an xpnet model file: its header claims {size} "

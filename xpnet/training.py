@@ -11,6 +11,8 @@ import os
 
 from xpnet import arguments
 from xpnet import callbacks as callbacks_module
+from xpnet import data_feed
+from xpnet import distributed
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
 from xpnet import mixed_precision
@@ -58,6 +60,10 @@ class Trainer(DataAdapter):
         loss : str, Loss, or a list/dict of them (one per output)
         loss_weights : list or dict of floats, default=None
         metrics : list of str or Metric (or a list/dict of lists, one per output)
+            Not weighted by ``sample_weight`` or ``class_weight`` (Keras 3).
+        weighted_metrics : same forms as ``metrics``
+            Weighted by ``sample_weight`` and ``class_weight``; a name already used by
+            ``metrics`` is reported as ``weighted_<name>`` (Keras 3's ``CompileMetrics``).
         """
         ignored = set(kwargs) - {"run_eagerly", "jit_compile", "steps_per_execution",
                                  "weighted_metrics", "auto_scale_loss"}
@@ -65,6 +71,7 @@ class Trainer(DataAdapter):
             raise TypeError(f"{self.name}: compile got unexpected argument(s) {sorted(ignored)}")
         self.optimizer = mixed_precision.wrap_optimizer(self, optimizers.get(optimizer))
         self._loss_spec, self._loss_weights_spec, self._metrics_spec = loss, loss_weights, metrics
+        self._weighted_metrics_spec = kwargs.get("weighted_metrics")
         self.compiled = True
         self._compiled_graph = None
         self._rng = None
@@ -93,6 +100,31 @@ class Trainer(DataAdapter):
             return list(spec)
         return [spec] * len(self.outputs)
 
+    def _build_metrics(self, spec, what):
+        """One list of metrics per output from ``metrics=`` (or ``weighted_metrics=``), as
+        Keras 3's ``CompileMetrics``: for one output a list of metrics; for several, a
+        list with one entry (a metric or a list of them) per output, or a dict by output
+        name. Nothing gives no metrics."""
+        n = len(self.outputs)
+        if not spec:
+            return [[] for _ in range(n)]
+        if not isinstance(spec, (list, tuple, dict)):
+            raise ValueError(f"{self.name}: {what} must be a list or a dict; received "
+                             f"{what}={spec!r}")
+        if n == 1:
+            flat = list(spec.values()) if isinstance(spec, dict) else list(spec)
+            per_output = [[m for item in flat
+                           for m in (item if isinstance(item, (list, tuple)) else [item])]]
+        else:
+            if isinstance(spec, (list, tuple)) and len(spec) != n:
+                raise ValueError(f"{self.name}: for a model with {n} outputs, {what} as a "
+                                 f"list needs one entry (a metric or a list) per output; "
+                                 f"received {what}={list(spec)!r} of length {len(spec)}")
+            per_output = [ms if isinstance(ms, (list, tuple)) else [ms]
+                          for ms in self._per_output(spec, [], what)]
+        return [[metrics_module.get(m, loss, t.shape) for m in ms if m is not None]
+                for ms, loss, t in zip(per_output, self._losses, self.outputs)]
+
     def _finish_compile(self):
         """The part of compile that needs the graph: fused heads, metrics, flat weights."""
         self._losses = [None if s is None else losses_module.get(s) for s in
@@ -100,14 +132,9 @@ class Trainer(DataAdapter):
         weights = self._per_output(self._loss_weights_spec, 1.0, "loss weights") \
             if self._loss_weights_spec is not None else [1.0] * len(self.outputs)
         self._loss_weights = [float(w) for w in weights]
-        spec = self._metrics_spec or []
-        if len(self.outputs) > 1 and isinstance(spec, (list, tuple)) and (
-                not spec or not isinstance(spec[0], (list, tuple))):
-            spec = [spec] * len(self.outputs)
-        per_output = self._per_output(spec, [], "metrics") if len(self.outputs) > 1 \
-            else [spec]
-        self._metrics = [[metrics_module.get(m, loss, t.shape) for m in (ms or [])]
-                         for ms, loss, t in zip(per_output, self._losses, self.outputs)]
+        self._metrics = self._build_metrics(self._metrics_spec, "metrics")
+        self._weighted_metrics = self._build_metrics(
+            getattr(self, "_weighted_metrics_spec", None), "weighted_metrics")
         self._train_losses = list(self._losses)
         self._heads = [None] * len(self.outputs)
         if self._graph is not None:
@@ -184,15 +211,34 @@ class Trainer(DataAdapter):
 
     @property
     def metrics_names(self):
+        """``loss``, each output's loss, the ``metrics``, then the ``weighted_metrics``
+        (output by output); a weighted metric whose name is taken is ``weighted_<name>``."""
         names = ["loss"] + [t.name for t in self._output_loss_trackers]
         multi = len(self.outputs) > 1
-        for k, ms in enumerate(self._metrics):
-            names += [f"{self._output_name(k)}_{m.name}" if multi else m.name for m in ms]
+        seen = {}
+
+        def add(name, weighted, m, k):
+            prefix = f"{self._output_name(k)}_" if multi else ""
+            if weighted and prefix + name in seen:
+                name = f"weighted_{m.name}"
+            name = prefix + name
+            if name in seen:
+                seen[name] += 1
+                name = f"{name}_{seen[name] - 1}"
+            else:
+                seen[name] = 1
+            names.append(name)
+
+        for weighted, groups in ((False, self._metrics), (True, self._weighted_metrics)):
+            for k, ms in enumerate(groups):
+                for m in ms:
+                    add(m.name, weighted, m, k)
         return names
 
     def _all_metrics(self):
         return [self._loss_tracker] + self._output_loss_trackers + \
-            [m for ms in self._metrics for m in ms]
+            [m for ms in self._metrics for m in ms] + \
+            [m for ms in self._weighted_metrics for m in ms]
 
     def reset_metrics(self):
         for m in self.metrics:
@@ -251,27 +297,32 @@ class Trainer(DataAdapter):
         return total, dys
 
     def _update_metrics(self, ys, outs, sample_weight, fused, masks=None):
-        for k, ms in enumerate(self._metrics):
-            if not ms:
-                continue
-            out = outs[k]
-            head = self._heads[k]
-            sw = sample_weight if masks is None or masks[k] is None else \
-                _apply_mask(sample_weight, masks[k], "sum", out)
-            if fused and head is not None and head.fused:
-                probs = None
-                for m in ms:
-                    if m.argmax_based and head.layer.activation == "softmax":
-                        m.update_state(ys[k], out, sw)
-                        continue
-                    if probs is None:
-                        from xpnet import kernels
+        """``metrics`` see only the masks; ``weighted_metrics`` the sample (and class)
+        weights too, as Keras 3."""
+        for group, weights in ((self._metrics, None), (self._weighted_metrics, sample_weight)):
+            for k, ms in enumerate(group):
+                if not ms:
+                    continue
+                sw = weights if masks is None or masks[k] is None else \
+                    _apply_mask(weights, masks[k], "sum", outs[k])
+                self._update_output_metrics(k, ms, ys[k], outs[k], sw, fused)
 
-                        probs = kernels.activation(head.layer.activation, out)
-                    m.update_state(ys[k], probs, sw)
-            else:
-                for m in ms:
-                    m.update_state(ys[k], out, sw)
+    def _update_output_metrics(self, k, ms, y, out, sw, fused):
+        head = self._heads[k]
+        if not (fused and head is not None and head.fused):
+            for m in ms:
+                m.update_state(y, out, sw)
+            return
+        probs = None
+        for m in ms:
+            if m.argmax_based and head.layer.activation == "softmax":
+                m.update_state(y, out, sw)
+                continue
+            if probs is None:
+                from xpnet import kernels
+
+                probs = kernels.activation(head.layer.activation, out)
+            m.update_state(y, probs, sw)
 
     def _model_input(self, xs):
         return pack_as(self._input_tree, xs) if self._multi_in else xs[0]
@@ -284,26 +335,36 @@ class Trainer(DataAdapter):
         only, where reading a value costs nothing), a non-finite loss returns None before
         any gradient is applied, so the weights stay as they were."""
         self._ensure_packed()
+        dist = distributed.active()  # distributed: None in one process
         self._zero_grads()
         with mixed_precision.compute_weights(self, grads=True):  # a policy's dtypes (#11)
             outs, ctx = self.forward(self._model_input(xs), training=True, fused=True)
             outs = self._flat_outputs(outs)
             masks = getattr(ctx, "masks", None)
             loss, dys = self._loss_and_dys(ys, outs, sample_weight, True, masks)
+            if dist is not None:  # distributed: this shard's share of the global batch's loss
+                dys = dist.scale(dys)
             self.optimizer.check_step(ctx)  # loss scaling (#11): refuses unscaled penalties
-            extra = self._regularization(add_grads=True) + ctx.penalty
+            # distributed: weight-penalty gradients are added on rank 0 only (they are summed)
+            extra = self._regularization(add_grads=dist is None or dist.is_chief) + \
+                ctx.penalty
             if not isinstance(extra, float):  # 0.0 when nothing is regularized: no array op
                 loss = loss + extra
             elif isinstance(loss, float) and all(d is None for d in dys):
                 raise ValueError(f"{self.name}: nothing to minimise: compile(loss=...) or add "
                                  "a loss with self.add_loss() in call()")
-            if guard and not math.isfinite(float(loss)):
+            if guard and not (math.isfinite(float(loss)) if dist is None
+                              else dist.all_finite(loss)):  # distributed: every rank agrees
                 return None
             self.backward(ctx, pack_as(self._output_tree, dys) if self._multi_out else dys[0],
                           need_dx=False)
+            if dist is not None:  # distributed: sum the gradients over the ranks
+                dist.reduce_gradients(self)
         self.optimizer.apply_gradients(self._grads_and_params())
-        self._loss_tracker.update_mean(loss, xs[0].shape[0])
-        self._update_metrics(ys, outs, sample_weight, True, masks)
+        self._loss_tracker.update_mean(loss, xs[0].shape[0] if dist is None
+                                       else dist.local_count)  # distributed
+        if dist is None or dist.local_count:  # distributed: a stand-in sample is not counted
+            self._update_metrics(ys, outs, sample_weight, True, masks)
         return loss
 
     def _regularization(self, add_grads):
@@ -328,26 +389,74 @@ class Trainer(DataAdapter):
             extra = self._regularization(add_grads=False) + ctx.penalty
         if not isinstance(extra, float):
             loss = loss + extra
-        self._loss_tracker.update_mean(loss, xs[0].shape[0])
-        self._update_metrics(ys, outs, sample_weight, True, masks)
+        dist = distributed.active()  # distributed: a stand-in sample counts 0
+        self._loss_tracker.update_mean(loss, xs[0].shape[0] if dist is None
+                                       else dist.local_count)
+        if dist is None or dist.local_count:  # distributed: a stand-in sample is not counted
+            self._update_metrics(ys, outs, sample_weight, True, masks)
         return loss
 
     # -- fit -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, steps_per_epoch=None,
-            validation_batch_size=None, validation_freq=1, validation_steps=None):
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
         """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`History`.
 
         ``x`` and ``y`` are arrays (NumPy or the backend's own; a list or dict of them for
-        several inputs or outputs). ``validation_split`` holds out the last fraction of the
-        samples before shuffling, as Keras does.
+        several inputs or outputs), or ``x`` is a generator, an iterator or a
+        :class:`~xpnet.data_feed.PyDataset` of batches ``(x, y)`` / ``(x, y, w)`` (then
+        ``y`` is None and ``steps_per_epoch`` bounds an epoch). ``validation_split`` holds
+        out the last fraction of the samples before shuffling, as Keras does;
+        ``validation_data`` is ``(x, y)``, ``(x, y, w)`` or a generator/PyDataset
+        (``validation_steps`` batches of it).
         """
         self._require_compiled("fit")
         arguments.check_sizes(self.name, "fit", batch_size=batch_size, epochs=epochs,
                               steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
                               validation_batch_size=validation_batch_size,
                               validation_freq=validation_freq, validation_steps=validation_steps)
+        batch_size = batch_size or 32
+        val = None
+        if data_feed.is_stream(x):
+            _no_arrays_with_stream(self, y, sample_weight, validation_split, "fit")
+            train = data_feed.StreamBatches(x, self._stream_adapter("train_step", "fit",
+                                                                    class_weight),
+                                            steps_per_epoch, "fit").prime()
+        else:
+            xs, ys, sw, val = self._fit_arrays(x, y, sample_weight, class_weight,
+                                               validation_split)
+            train = data_feed.ArrayBatches(self.backend.xp, xs, ys, sw, batch_size,
+                                           steps_per_epoch, shuffle, shard=_shard(self))
+        vbs = validation_batch_size or batch_size
+        if validation_data is not None:
+            val = self._validation_batches(validation_data, vbs, validation_steps)
+        elif val is not None:
+            val = data_feed.ArrayBatches(self.backend.xp, *val, vbs, validation_steps,
+                                         shard=_shard(self))
+        verbose = 1 if verbose == "auto" else verbose
+        self.history = callbacks_module.History()
+        cbs = list(callbacks or [])
+        if verbose:
+            cbs.append(callbacks_module.ProgbarLogger(verbose))
+        cbs.append(self.history)
+        if distributed.active() is not None:  # distributed: rank 0 alone prints and writes
+            cbs = distributed.active().callbacks(cbs)
+        cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": train.steps,
+                                                      "verbose": verbose,
+                                                      "validation": val is not None})
+        self.stop_training = False
+        try:
+            with self._cpu_threads(batch_size), cb.ending_on_error():
+                return self._run_epochs(train, val, epochs, initial_epoch, cb, cbs,
+                                        validation_freq)
+        finally:
+            train.close()
+            if val is not None:
+                val.close()
+
+    def _fit_arrays(self, x, y, sample_weight, class_weight, validation_split):
+        """Arrays on the device for ``fit``: ``(xs, ys, sw, held-out validation or None)``."""
         custom = self._custom("train_step")
         if custom:
             xs, self._x_tree = self._adapt_raw(x, "fit")
@@ -360,100 +469,109 @@ class Trainer(DataAdapter):
         sw = self._adapt_weights(sample_weight, n)
         if class_weight is not None:
             sw = self._class_weights(class_weight, ys[0], sw)
-        if validation_data is None and validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"{self.name}: validation_split must be in (0, 1), "
-                                 f"got {validation_split}")
-            cut = int(n * (1.0 - validation_split))
-            if cut == 0 or cut == n:
-                raise ValueError(f"{self.name}: validation_split={validation_split} leaves "
-                                 f"no training or no validation samples out of {n}")
-            val = ([a[cut:, ...] for a in xs], [a[cut:, ...] for a in ys],
-                   None if sw is None else sw[cut:])
-            xs, ys = [a[:cut, ...] for a in xs], [a[:cut, ...] for a in ys]
-            sw = None if sw is None else sw[:cut]
-            n = cut
-        elif validation_data is not None:
-            vx, vy, *vw = validation_data
-            if custom:
-                vxs = self._adapt_raw(vx, "fit")[0]
-                vys = self._adapt_raw(vy, "targets")[0] if vy is not None else []
-            else:
-                vxs = self._adapt_x(vx, "fit")
-                vys = self._adapt_y(vy, vxs[0].shape[0], "fit")
-            val = (vxs, vys, self._adapt_weights(vw[0] if vw else None, vxs[0].shape[0]))
+        if not validation_split:
+            return xs, ys, sw, None
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"{self.name}: validation_split must be in (0, 1), "
+                             f"got {validation_split}")
+        cut = int(n * (1.0 - validation_split))
+        if cut == 0 or cut == n:
+            raise ValueError(f"{self.name}: validation_split={validation_split} leaves "
+                             f"no training or no validation samples out of {n}")
+        val = ([a[cut:, ...] for a in xs], [a[cut:, ...] for a in ys],
+               None if sw is None else sw[cut:])
+        return ([a[:cut, ...] for a in xs], [a[:cut, ...] for a in ys],
+                None if sw is None else sw[:cut], val)
+
+    def _validation_batches(self, data, batch_size, steps):
+        if data_feed.is_stream(data):
+            return data_feed.StreamBatches(data, self._stream_adapter("test_step", "fit"),
+                                           steps, "fit (validation_data)")
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise ValueError(f"{self.name}: validation_data must be (x, y), (x, y, "
+                             f"sample_weight) or a generator/PyDataset; got {type(data)}")
+        vx, vy, *vw = data
+        if self._custom("train_step"):
+            vxs = self._adapt_raw(vx, "fit")[0]
+            vys = self._adapt_raw(vy, "targets")[0] if vy is not None else []
         else:
-            val = None
-        if val is not None and validation_steps:  # the first validation_steps batches
-            keep = slice(0, min(val[0][0].shape[0],
-                                validation_steps * (validation_batch_size or batch_size or 32)))
-            val = ([a[keep, ...] for a in val[0]], [a[keep, ...] for a in val[1]],
-                   None if val[2] is None else val[2][keep])
-        batch_size = batch_size or 32
-        steps = math.ceil(n / batch_size)
-        if steps_per_epoch:
-            steps = min(steps, steps_per_epoch)
-        verbose = 1 if verbose == "auto" else verbose
-        self.history = callbacks_module.History()
-        cbs = list(callbacks or [])
-        if verbose:
-            cbs.append(callbacks_module.ProgbarLogger(verbose))
-        cbs.append(self.history)
-        cb = callbacks_module.CallbackList(cbs, self, {"epochs": epochs, "steps": steps,
-                                                      "verbose": verbose,
-                                                      "validation": val is not None})
+            vxs = self._adapt_x(vx, "fit")
+            vys = self._adapt_y(vy, vxs[0].shape[0], "fit")
+        vsw = self._adapt_weights(vw[0] if vw else None, vxs[0].shape[0])
+        return data_feed.ArrayBatches(self.backend.xp, vxs, vys, vsw, batch_size, steps,
+                                      shard=_shard(self))
+
+    def _stream_adapter(self, step_name, what, class_weight=None):
+        """``raw batch -> (xs, ys, sw)`` on the device, checked as arrays given to ``fit``
+        are (or passed through in the user's structure for a user's ``step_name``)."""
+        custom = self._custom(step_name)
+
+        def adapt(batch):
+            x, y, w = data_feed.unpack(batch)
+            if custom:
+                xs, self._x_tree = self._adapt_raw(x, what)
+                ys, self._y_tree = self._adapt_raw(y, "targets") if y is not None else \
+                    ([], None)
+            else:
+                xs = self._adapt_x(x, what)
+                ys = [] if y is None and step_name == "predict_step" else \
+                    self._adapt_y(y, xs[0].shape[0], what)
+            sw = self._adapt_weights(w, xs[0].shape[0])
+            if class_weight is not None:
+                sw = self._class_weights(class_weight, ys[0], sw)
+            return xs, ys, sw
+
+        return adapt
+
+    def _run_epochs(self, train, val, epochs, initial_epoch, cb, cbs, validation_freq):
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
-        self.stop_training = False
-        with self._cpu_threads(batch_size), cb.ending_on_error():
-            return self._run_epochs(xs, ys, sw, val, n, batch_size, steps, epochs,
-                                    initial_epoch, shuffle, cb, cbs, validation_batch_size,
-                                    validation_freq)
-
-    def _run_epochs(self, xs, ys, sw, val, n, batch_size, steps, epochs, initial_epoch,
-                    shuffle, cb, cbs, validation_batch_size, validation_freq):
+        if not self._custom("train_step"):
+            self._ensure_packed()  # gen: the training function is built: capture weights
+        dist = distributed.active()
+        if dist is not None:  # distributed: rank 0's weights and seeds; the backward hook
+            dist.prepare(self)
         xp = self.backend.xp
         custom = self._custom("train_step")
         lazy = self._lazy_logs()
         guard = self.backend.name == "cpu" and not custom  # NumPy: the loss is on the host
-        cb.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
+        self._initial_epoch = initial_epoch  # a callback (BackupAndRestore) may move it
+        cb.on_train_begin({})
+        for epoch in range(self._initial_epoch, epochs):
             self.reset_metrics()
-            cb.on_epoch_begin(epoch)
-            perm = self._rng.permutation(n) if shuffle else None
-            record = None if guard or custom else xp.zeros((steps,), dtype=getattr(xp, self.dtype),
-                                                 device=self.backend.device)
-            bad = None
-            for step in range(steps):
-                bx, by, bw = take_batch(xp, xs, ys, sw, perm, step * batch_size, batch_size)
-                cb.on_train_batch_begin(step)
+            cb.on_epoch_begin(epoch, {})
+            record, bad, step = [], None, -1
+            for step, (bx, by, bw) in enumerate(train.epoch(self._rng)):
+                cb.on_train_batch_begin(step, {})
                 if custom:
                     self._step_logs = self.train_step(self._step_data(bx, by, bw))
-                    cb.on_train_batch_end(step, lazy)
-                    if self.stop_training:
+                else:
+                    loss = self._train_step(bx, by, bw, guard)
+                    if loss is None:
+                        bad = step
                         break
-                    continue
-                loss = self._train_step(bx, by, bw, guard)
-                if loss is None:
-                    bad = step
-                    break
-                if record is not None:
-                    record[step] = loss
-                    if (step + 1) % nonfinite.CHECK_EVERY == 0:
-                        bad = nonfinite.first_bad(xp, record[:step + 1])
-                        if bad is not None:
-                            break
+                    if not guard:  # the losses read back every CHECK_EVERY steps
+                        record.append(xp.reshape(xp.asarray(loss), ()))
+                        if len(record) == nonfinite.CHECK_EVERY:
+                            bad = _first_bad(xp, record, step)
+                            if bad is not None:
+                                break
                 cb.on_train_batch_end(step, lazy)
+                if dist is not None:  # distributed: stop together
+                    self.stop_training = bool(dist.agree(self.stop_training))
                 if self.stop_training:
                     break
-            if bad is None and record is not None and not custom:
-                bad = nonfinite.first_bad(xp, record[:step + 1])
+            if bad is None and record:
+                bad = _first_bad(xp, record, step)
+            if dist is not None and not custom:  # distributed: the first bad step
+                bad = dist.agree(math.inf if bad is None else bad, "min", "the non-finite check")
+                bad = None if bad == math.inf else int(bad)
             if bad is not None:
-                data = take_batch(xp, xs, ys, sw, perm, bad * batch_size, batch_size)
-                return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard, data)
+                return nonfinite.stop(self, cb, cbs, epoch, bad, step - bad, guard,
+                                      train.batch(bad))
             logs = self._read_logs()
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(*val, validation_batch_size or batch_size)
+            if val is not None and _validate_now(epoch, validation_freq):
+                val_logs = self._evaluate_batches(val, cb)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -487,49 +605,89 @@ class Trainer(DataAdapter):
             yield
 
     def _read_logs(self):
-        """Every tracked value as a Python float: the one host sync of an epoch."""
+        """Every tracked value as a Python float (a per-class result as a NumPy array, as
+        Keras logs it): the one host sync of an epoch."""
         if self._custom("train_step") or self._custom("test_step"):
             logs = getattr(self, "_step_logs", None) or {}
-            return {k: _to_float(v) for k, v in flatten_logs(logs).items()}
-        return {name: float(m.result()) for name, m in
+            return {k: self._host_value(v) for k, v in flatten_logs(logs).items()}
+        dist = distributed.active()
+        if dist is not None:  # distributed: summed over the ranks
+            return dist.read_logs(self.metrics_names, self._all_metrics())
+        return {name: self._host_value(m.result()) for name, m in
                 zip(self.metrics_names, self._all_metrics())}
 
-    def _lazy_logs(self):
-        if self._custom("train_step"):
+    def _host_value(self, v):
+        v = unwrap(v)
+        if getattr(v, "ndim", 0) and self.backend is not None:
+            return self.backend.to_numpy(v)
+        return _to_float(v)
+
+    def _lazy_logs(self, test=False):
+        if self._custom("test_step" if test else "train_step"):
             return _StepLogs(self)
         return callbacks_module.LazyLogs({name: m.result for name, m in
-                                          zip(self.metrics_names, self._all_metrics())})
+                                          zip(self.metrics_names, self._all_metrics())},
+                                         self._host_value)
 
     # -- evaluate / predict ----------------------------------------------------------------
-    def _evaluate_arrays(self, xs, ys, sw, batch_size):
+    def _evaluate_batches(self, source, cb):
+        """Loss and metrics over ``source``'s batches, with the test hooks of ``cb``."""
         self.reset_metrics()
-        n = xs[0].shape[0]
         custom = self._custom("test_step")
-        for start in range(0, n, batch_size):
-            index = slice(start, min(start + batch_size, n))
-            bx, by = [a[index, ...] for a in xs], [a[index, ...] for a in ys]
-            bw = None if sw is None else sw[index]
+        lazy = self._lazy_logs(test=True)
+        cb.on_test_begin({})
+        for step, (bx, by, bw) in enumerate(source.epoch()):
+            cb.on_test_batch_begin(step, {})
             if custom:
                 self._step_logs = self.test_step(self._step_data(bx, by, bw))
             else:
                 self._test_step(bx, by, bw)
-        return self._read_logs()
+            cb.on_test_batch_end(step, lazy)
+        logs = self._read_logs()
+        cb.on_test_end(logs)
+        return logs
+
+    def _callback_list(self, callbacks, verbose, steps):
+        verbose = 1 if verbose == "auto" else verbose
+        cbs = list(callbacks or [])
+        if verbose:
+            cbs.append(callbacks_module.ProgbarLogger(verbose))
+        if distributed.active() is not None:  # distributed: rank 0 alone prints and writes
+            cbs = distributed.active().callbacks(cbs)
+        return callbacks_module.CallbackList(cbs, self, {"epochs": 1, "steps": steps,
+                                                        "verbose": verbose})
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 return_dict=False, **kwargs):
-        """Loss and metrics on ``(x, y)``: a float, a list of floats, or a dict."""
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
+        """Loss and metrics on ``(x, y)`` (or a generator/PyDataset of batches, ``steps``
+        of them): a float, a list of floats (Keras's order: ``loss``, each output's loss,
+        then the metrics), or a dict. ``callbacks`` get the ``on_test_*`` hooks."""
         self._require_compiled("evaluate")
         arguments.check_sizes(self.name, "evaluate", batch_size=batch_size)
-        if self._custom("test_step"):  # gen: a custom test_step takes x alone, as in fit
-            xs, self._x_tree = self._adapt_raw(x, "evaluate")
-            ys, self._y_tree = self._adapt_raw(y, "targets") if y is not None else ([], None)
-        else:
-            xs = self._adapt_x(x, "evaluate")
-            ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
-        sw = self._adapt_weights(sample_weight, xs[0].shape[0])
         batch_size = batch_size or 32
-        with self._cpu_threads(batch_size):
-            logs = self._evaluate_arrays(xs, ys, sw, batch_size)
+        if data_feed.is_stream(x):
+            _no_arrays_with_stream(self, y, sample_weight, 0.0, "evaluate")
+            source = data_feed.StreamBatches(x, self._stream_adapter("test_step", "evaluate"),
+                                             steps, "evaluate").prime()
+        else:
+            if self._custom("test_step"):  # gen: a custom test_step takes x alone, as fit
+                xs, self._x_tree = self._adapt_raw(x, "evaluate")
+                ys, self._y_tree = self._adapt_raw(y, "targets") if y is not None else \
+                    ([], None)
+            else:
+                xs = self._adapt_x(x, "evaluate")
+                ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
+            sw = self._adapt_weights(sample_weight, xs[0].shape[0])
+            source = data_feed.ArrayBatches(self.backend.xp, xs, ys, sw, batch_size, steps,
+                                            shard=_shard(self))
+        if distributed.active() is not None:  # distributed: rank 0's weights everywhere
+            distributed.active().prepare(self)
+        cb = self._callback_list(callbacks, verbose, source.steps)
+        try:
+            with self._cpu_threads(batch_size):
+                logs = self._evaluate_batches(source, cb)
+        finally:
+            source.close()
         return self._format_result(logs, return_dict)
 
     def _format_result(self, logs, return_dict):
@@ -538,25 +696,40 @@ class Trainer(DataAdapter):
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
-        """Outputs for ``x`` as NumPy arrays (a list or dict for several outputs)."""
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None,
+                **kwargs):
+        """Outputs for ``x`` (arrays, or a generator/PyDataset whose batches are ``x`` or
+        ``(x, ...)``) as NumPy arrays (a list or dict for several outputs); ``callbacks``
+        get the ``on_predict_*`` hooks, ``on_predict_batch_end`` with ``{"outputs": ...}``."""
         arguments.check_sizes(self.name, "predict", batch_size=batch_size)
         custom = self._custom("predict_step")
-        if custom:
-            xs, self._x_tree = self._adapt_raw(x, "predict")
-        else:
-            xs = self._adapt_x(x, "predict")
         batch_size = batch_size or 32
-        n = xs[0].shape[0]
+        if data_feed.is_stream(x):
+            source = data_feed.StreamBatches(x, self._stream_adapter("predict_step",
+                                                                     "predict"),
+                                             steps, "predict").prime()
+        else:
+            if custom:
+                xs, self._x_tree = self._adapt_raw(x, "predict")
+            else:
+                xs = self._adapt_x(x, "predict")
+            source = data_feed.ArrayBatches(self.backend.xp, xs, [], None, batch_size, steps)
+        cb = self._callback_list(callbacks, verbose, source.steps)
         chunks = []
-        with self._cpu_threads(batch_size), mixed_precision.compute_weights(self):
-            for start in range(0, n, batch_size):
-                batch = [a[start:min(start + batch_size, n), ...] for a in xs]
-                if custom:
-                    out = self.predict_step(self._step_data(batch, [], None))
-                else:
-                    out = self._infer(self._model_input(batch))
-                chunks.append(out)
+        try:
+            with self._cpu_threads(batch_size), mixed_precision.compute_weights(self):
+                cb.on_predict_begin({})
+                for step, (batch, _, _) in enumerate(source.epoch()):
+                    cb.on_predict_batch_begin(step, {})
+                    if custom:
+                        out = self.predict_step(self._step_data(batch, [], None))
+                    else:
+                        out = self._infer(self._model_input(batch))
+                    chunks.append(out)
+                    cb.on_predict_batch_end(step, {"outputs": out})
+                cb.on_predict_end({})
+        finally:
+            source.close()
         xp = self.backend.xp
         tree = chunks[0]
         flat = [flatten(c) for c in chunks]
@@ -581,6 +754,8 @@ class Trainer(DataAdapter):
             sw = self._class_weights(class_weight, ys[0], sw)
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
+        if distributed.active() is not None:  # distributed: this rank's shard of the batch
+            xs, ys, sw = distributed.active().on_batch(self, xs, ys, sw, take_batch)
         self.reset_metrics()
         with self._cpu_threads(xs[0].shape[0]):
             self._train_step(xs, ys, sw)
@@ -591,14 +766,17 @@ class Trainer(DataAdapter):
         self._require_compiled("test_on_batch")
         xs = self._adapt_x(x, "test_on_batch")
         ys = self._adapt_y(y, xs[0].shape[0], "test_on_batch")
+        sw = self._adapt_weights(sample_weight, xs[0].shape[0])
+        if distributed.active() is not None:  # distributed: this rank's shard of the batch
+            xs, ys, sw = distributed.active().on_batch(self, xs, ys, sw, take_batch)
         self.reset_metrics()
-        self._test_step(xs, ys, self._adapt_weights(sample_weight, xs[0].shape[0]))
+        self._test_step(xs, ys, sw)
         return self._format_result(self._read_logs(), return_dict)
 
     def predict_on_batch(self, x):
         """Outputs for one batch, as NumPy."""
         return self.predict(x, batch_size=shape_of(x if not isinstance(x, (list, tuple))
-                                                 else x[0])[0] or 1)
+                                                 else x[0])[0] or 1, verbose=0)
 
     # -- the overridable steps (Keras 3's shape) ----------------------------------------
     def _custom(self, name):
@@ -702,9 +880,10 @@ class Trainer(DataAdapter):
         self._sync_compile()
         ys = flatten(y) if len(self._metrics) > 1 else [y]
         preds = flatten(y_pred) if len(self._metrics) > 1 else [y_pred]
-        for ms, yt, yp in zip(self._metrics, ys, preds):
-            for m in ms:
-                m.update_state(unwrap(yt), unwrap(yp), sample_weight)
+        for group, sw in ((self._metrics, None), (self._weighted_metrics, sample_weight)):
+            for ms, yt, yp in zip(group, ys, preds):
+                for m in ms:
+                    m.update_state(unwrap(yt), unwrap(yp), None if sw is None else unwrap(sw))
         return self.get_metrics_result()
 
     def get_metrics_result(self):
@@ -723,6 +902,41 @@ class Trainer(DataAdapter):
         if getattr(self, "_loss_tracker", None) is None:
             return []
         return self._all_metrics()
+
+
+def _validate_now(epoch, freq):
+    """Keras's ``validation_freq``: every ``freq`` epochs, or the (1-based) epochs listed."""
+    if isinstance(freq, (list, tuple, set)):
+        return epoch + 1 in freq
+    return (epoch + 1) % freq == 0
+
+
+def _first_bad(xp, record, step):
+    """The step of the first non-finite loss among ``record`` (the losses of the steps up
+    to ``step``), or None; empties ``record``."""
+    bad = nonfinite.first_bad(xp, xp.stack(record))
+    first = step + 1 - len(record)
+    record.clear()
+    return None if bad is None else first + bad
+
+
+def _no_arrays_with_stream(model, y, sample_weight, validation_split, what):
+    """A generator/PyDataset carries its own targets and weights (as Keras)."""
+    for name, value in (("y", y), ("sample_weight", sample_weight)):
+        if value is not None:
+            raise ValueError(f"{model.name}: {what} got {name}= with x a generator or "
+                             f"PyDataset; its batches carry (x, y, sample_weight)")
+    if validation_split:
+        raise ValueError(f"{model.name}: validation_split needs array data; with a "
+                         "generator or PyDataset pass validation_data")
+
+
+def _shard(model):
+    """Data parallelism: how a rank takes its part of each global batch (None alone)."""
+    dist = distributed.active()
+    if dist is None:
+        return None
+    return lambda *args: dist.take(model, *args)
 
 
 def unpack_x_y_sample_weight(data):
@@ -787,11 +1001,11 @@ class _StepLogs(dict):
         return flatten_logs(getattr(self._model, "_step_logs", None) or {})
 
     def __getitem__(self, key):
-        return _to_float(self._current()[key])
+        return self._model._host_value(self._current()[key])
 
     def get(self, key, default=None):
         cur = self._current()
-        return _to_float(cur[key]) if key in cur else default
+        return self._model._host_value(cur[key]) if key in cur else default
 
     def __contains__(self, key):
         return key in self._current()
@@ -806,7 +1020,7 @@ class _StepLogs(dict):
         return self._current().keys()
 
     def items(self):
-        return [(k, _to_float(v)) for k, v in self._current().items()]
+        return [(k, self._model._host_value(v)) for k, v in self._current().items()]
 
     def values(self):
-        return [_to_float(v) for v in self._current().values()]
+        return [self._model._host_value(v) for v in self._current().values()]

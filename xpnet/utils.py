@@ -2,7 +2,12 @@
 
 import random
 
-__all__ = ["set_random_seed", "next_seed", "to_categorical"]
+from xpnet.data_feed import PyDataset
+from xpnet.data_feed import Sequence
+from xpnet.progbar import Progbar
+
+__all__ = ["set_random_seed", "next_seed", "to_categorical", "PyDataset", "Sequence",
+           "Progbar"]
 
 _SEEDS = random.Random()
 

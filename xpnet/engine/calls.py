@@ -528,6 +528,16 @@ def forward_by_tape(layer, args, kwargs, training):
     return y, ctx
 
 
+def _loss_share():
+    """distributed: ``b_r / B`` inside a data-parallel training step (an added loss is a
+    mean over the batch or independent of it, so the shares sum to one over the ranks);
+    1.0 otherwise."""
+    from xpnet import distributed
+
+    dist = distributed.active()
+    return 1.0 if dist is None or not dist.armed else dist.local_count / dist.global_count
+
+
 def backward_by_tape(layer, ctx, dy, need_dx=True):
     """Walk the tape of :func:`forward_by_tape`: the weights' gradients are added into
     ``grads``; returns the inputs' gradients."""
@@ -536,11 +546,13 @@ def backward_by_tape(layer, ctx, dy, need_dx=True):
     flat_dy = [dy] if len(ctx.outs) == 1 and not isinstance(dy, (list, tuple, dict)) \
         else flatten(dy)
     seeds = [(t, d) for t, d in zip(ctx.outs, flat_dy) if isinstance(t, Traced)]
+    share = _loss_share()  # distributed: this process's share of the global batch
     for loss in ctx.losses:
         from xpnet.backend import namespace
 
         v = loss.value
-        seeds.append((loss, namespace(v).ones_like(v)))
+        seed = namespace(v).ones_like(v)
+        seeds.append((loss, seed if share == 1.0 else seed * share))
     ct = ctx.tape.backprop(seeds)
     ctx.tape.add_variable_grads(ct)
     dxs = [ct.get(t.id) if isinstance(t, Traced) and t.tape is ctx.tape else None

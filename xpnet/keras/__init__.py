@@ -15,10 +15,12 @@ from xpnet.keras import activations
 from xpnet.keras import applications
 from xpnet.keras import callbacks
 from xpnet.keras import datasets
+from xpnet.keras import distribution
 from xpnet.keras import initializers
 from xpnet.keras import layers
 from xpnet.keras import losses
 from xpnet.keras import metrics
+from xpnet.keras import mixed_precision
 from xpnet.keras import models
 from xpnet.keras import ops
 from xpnet.keras import optimizers
@@ -36,5 +38,13 @@ from xpnet.optimizers import Optimizer
 
 __all__ = ["Input", "KerasTensor", "Layer", "Loss", "Metric", "Model", "Optimizer",
            "Sequential", "Variable", "activations", "applications", "callbacks", "datasets",
-           "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
+           "distribution",
+           "initializers", "layers", "losses", "metrics", "mixed_precision", "models", "ops",
+           "optimizers",
            "random", "regularizers", "saving", "utils"]
+
+
+def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+    from xpnet.keras._missing import missing
+
+    raise missing("keras", name)

@@ -9,3 +9,9 @@ from xpnet.models import save_model
 
 __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json",
            "save_model"]
+
+
+def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+    from xpnet.keras._missing import missing
+
+    raise missing("models", name)

@@ -8,3 +8,9 @@ from xpnet.saving import register_keras_serializable
 
 __all__ = ["get_registered_name", "get_registered_object", "load_model",
            "register_keras_serializable", "save_model"]
+
+
+def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+    from xpnet.keras._missing import missing
+
+    raise missing("saving", name)

@@ -8,3 +8,9 @@ from xpnet.utils import __all__ as _utils_all
 
 __all__ = list(_utils_all) + ["get_registered_name", "get_registered_object",
                               "register_keras_serializable"]
+
+
+def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+    from xpnet.keras._missing import missing
+
+    raise missing("utils", name)

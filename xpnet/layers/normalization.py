@@ -3,6 +3,8 @@ UnitNormalization, with Keras 3's defaults (epsilon 1e-3; BatchNormalization mom
 and the biased batch variance in its moving average) and weight order (gamma, beta,
 moving_mean, moving_variance)."""
 
+import math
+
 from xpnet import initializers
 from xpnet import regularizers
 from xpnet.backend import namespace
@@ -25,6 +27,44 @@ def _normalize_backward(dxhat, xhat, inv, red, xp):
     """dL/dx of ``xhat = (x - mean) * inv`` with mean and biased variance over ``red``."""
     mean_d = xp.mean(dxhat, axis=red, keepdims=True)
     mean_dx = xp.mean(dxhat * xhat, axis=red, keepdims=True)
+    return inv * (dxhat - mean_d - xhat * mean_dx)
+
+
+def _synchronized(layer, x):
+    """``(runtime, samples in the global batch)`` where a synchronized layer trains in a
+    data-parallel fit (see :mod:`xpnet.distributed`), else None."""
+    if not layer.synchronized:
+        return None
+    from xpnet import distributed
+
+    dist = distributed.active()
+    if dist is None:
+        return None
+    per_sample = math.prod(x.shape[i] for i in layer._others[1:])
+    return dist, dist.global_count * per_sample
+
+
+def _batch_mean(xp, x, red, sync):
+    """The mean over ``red``: of this batch, or (``sync``) of every process's batch, as a
+    sum over the processes divided by the global count. A zero-weighted stand-in shard
+    (see :meth:`xpnet.distributed.runtime.Runtime.take`) adds nothing."""
+    if sync is None:
+        return xp.mean(x, axis=red, keepdims=True)
+    dist, count = sync
+    total = xp.sum(x, axis=red, keepdims=True)
+    if not dist.sync_weight():
+        total = total * 0.0
+    return dist.allreduce(total) / count
+
+
+def _normalize_backward_sync(dxhat, xhat, inv, red, xp, sync):
+    """:func:`_normalize_backward` with the two means taken over the global batch (one
+    all-reduce of both sums)."""
+    dist, count = sync
+    d = xp.sum(dxhat, axis=red, keepdims=True)
+    both = dist.allreduce(xp.concat([d, xp.sum(dxhat * xhat, axis=red, keepdims=True)],
+                                    axis=0)) / count
+    mean_d, mean_dx = both[:1, ...], both[1:, ...]
     return inv * (dxhat - mean_d - xhat * mean_dx)
 
 
@@ -130,17 +170,23 @@ class BatchNormalization(_Normalization):
     beta_initializer, gamma_initializer : default="zeros", "ones"
     moving_mean_initializer, moving_variance_initializer : default="zeros", "ones"
     beta_regularizer, gamma_regularizer : default=None
+    synchronized : bool, default=False
+        In a data-parallel ``fit`` (:mod:`xpnet.distributed`), compute the batch mean and
+        variance over the global batch, all processes together, instead of over each
+        process's shard; in one process it changes nothing (Keras 3).
     """
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+                 beta_regularizer=None, gamma_regularizer=None, synchronized=False,
+                 **kwargs):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, **kwargs)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{self.name}: momentum must be in [0, 1], got {momentum!r}")
         self.momentum = float(momentum)
+        self.synchronized = bool(synchronized)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
 
@@ -155,9 +201,10 @@ class BatchNormalization(_Normalization):
     def forward(self, x, training=False):
         xp = namespace(x)
         if training and self.trainable:
-            mean = xp.mean(x, axis=self._others, keepdims=True)
+            sync = _synchronized(self, x)
+            mean = _batch_mean(xp, x, self._others, sync)
             xc = x - mean
-            var = xp.mean(xc * xc, axis=self._others, keepdims=True)
+            var = _batch_mean(xp, xc * xc, self._others, sync)
             inv = 1.0 / xp.sqrt(var + self.epsilon)
             self._update_moving(mean, var, xp)
             xhat = xc * inv
@@ -180,10 +227,14 @@ class BatchNormalization(_Normalization):
         dxhat = self._param_grads(dy, xhat, xp)
         if not training:
             return dxhat * inv
+        sync = _synchronized(self, dy)
+        if sync is not None:
+            return _normalize_backward_sync(dxhat, xhat, inv, self._others, xp, sync)
         return _normalize_backward(dxhat, xhat, inv, self._others, xp)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum,
+                "synchronized": self.synchronized,
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
                 "moving_variance_initializer":
                     initializers.serialize(self.moving_variance_initializer)}

@@ -239,16 +239,10 @@ def get(identifier, loss=None, output_shape=None):
 
     ``"accuracy"`` / ``"acc"`` resolve as Keras resolves them: binary accuracy for a one-unit
     output, sparse categorical accuracy for integer labels (a sparse loss), else categorical.
-    For a model's output (``output_shape`` given, as ``compile`` asks) the metric must
-    report one number: a per-class or per-threshold one raises NotImplementedError.
+    A per-class or per-threshold metric (``F1Score()``, ``Precision(thresholds=[...])``)
+    is logged by ``fit``/``evaluate`` as a NumPy array, as Keras 3 logs it.
     """
-    metric = _resolve(identifier, loss, output_shape)
-    if output_shape is not None and getattr(metric, "vector_valued", False):
-        raise NotImplementedError(
-            f"metric {metric.name!r} ({type(metric).__name__}) reports one value per class or "
-            "threshold; xpnet's fit/evaluate logs take one number per metric: use it "
-            "standalone, or pass e.g. F1Score(average='macro') or a single threshold")
-    return metric
+    return _resolve(identifier, loss, output_shape)
 
 
 def _resolve(identifier, loss, output_shape):

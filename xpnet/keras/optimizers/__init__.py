@@ -1,10 +1,11 @@
 """``keras.optimizers`` (and ``keras.optimizers.schedules``)."""
 
 from xpnet.keras.optimizers import schedules
+from xpnet.mixed_precision import LossScaleOptimizer
 from xpnet.optimizers import *  # noqa: F401,F403
 from xpnet.optimizers import __all__ as _all
 
-__all__ = list(_all) + ["schedules"]
+__all__ = list(_all) + ["LossScaleOptimizer", "schedules"]
 
 
 def __getattr__(name):  # branch metrics: a Keras name xpnet lacks raises NotImplementedError
