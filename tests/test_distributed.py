@@ -333,6 +333,7 @@ def test_buckets_follow_the_backward_order_and_shared_layers():
     y = out(shared(d3(shared(d1(inp)))))
     model = keras.Model(inp, y, backend="cpu")
     model.compile(optimizer="sgd", loss="mse")
+    model._ensure_packed()  # gen: the weights are captured at the first train step (Keras)
     comm = _RecordingComm()
     buckets = GradBuckets(model, lambda a: comm, bucket_bytes=1)
     flat_g = model._flat.groups[0][0]

@@ -178,6 +178,7 @@ def test_clipnorm_clips_each_variable_with_flat_buffers():
     x = rng.standard_normal((16, 3)).astype(np.float32) * 5
     y = rng.standard_normal((16, 2)).astype(np.float32) * 5
     model = _two_layer_model(optimizers.SGD(1.0, clipnorm=0.1))
+    model._ensure_packed()  # gen: the weights are captured at the first train step (Keras)
     assert model._flat is not None and model._flat.valid()
     before = model.get_weights()
     model.train_on_batch(x, y)

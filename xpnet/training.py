@@ -143,7 +143,8 @@ class Trainer(DataAdapter):
         self._output_loss_trackers = [metrics_module.Mean(name=f"{self._output_name(k)}_loss")
                                       for k in range(len(self.outputs))] \
             if len(self.outputs) > 1 else []
-        self._pack()
+        self._regularized = [la for la in self._all_layers() if la.regularizers]
+        self._packed = False  # the trainable weights are captured at the first train step
         self.optimizer.check_model(self)
         self._macs = None  # the step's cost, for the BLAS thread count; measured on first use
         self._compiled_graph = self._graph if self._graph is not None else True
@@ -171,14 +172,29 @@ class Trainer(DataAdapter):
         return self._output_names()[k]
 
     def _pack(self):
+        """Capture the trainable weights (packed into flat buffers) for training.
+
+        As Keras 3 on TensorFlow, the set of weights a model trains is fixed when its
+        training function is first built: at its first ``fit``/``train_on_batch``/
+        ``train_step`` after ``compile``, not at ``compile``. Setting ``trainable`` later
+        changes nothing for that model until it is compiled again; a GAN's discriminator
+        that trained once before ``discriminator.trainable = False`` keeps training through
+        its own ``train_on_batch`` while a combined model compiled after the flag was set
+        moves only the generator.
+        """
         pairs = self.trainable_pairs()
         layers = self._all_layers()
+        self._train_pairs = pairs
         self._frozen = [la for la in layers
                         if la.grads and all(pl is not la for pl, _ in pairs)]
-        self._regularized = [la for la in layers if la.regularizers]
         self._flat = FlatParams(pairs, self.backend) \
             if pairs and self.backend.supports_views else None
         self.optimizer.name_variables([(la.params[k], k) for la, k in pairs])
+        self._packed = True
+
+    def _ensure_packed(self):
+        if not getattr(self, "_packed", True):
+            self._pack()
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -236,12 +252,13 @@ class Trainer(DataAdapter):
                 # variables): hand the optimizer the views of the flat buffers, not the buffers
                 return [(g, p) for _, _, p, g in self._flat.views]
             return self._flat.groups
-        return [(la.grads[k], la.params[k]) for la, k in self.trainable_pairs()]
+        return [(la.grads[k], la.params[k]) for la, k in self._train_pairs]
 
     def _optimizer_layout(self):
         """How the optimizer sees the weights: ``(array it updates, [(layer, weight name,
         offset, size, shape)])`` for each array, so its slots can be saved per variable and
         restored into any packing."""
+        self._ensure_packed()
         if self._flat is not None and self._flat.valid():
             if not self.optimizer.per_variable:
                 return self._flat.layout
@@ -249,7 +266,7 @@ class Trainer(DataAdapter):
                     for la, k, p, _ in self._flat.views]
         return [(la.params[k], [(la, k, 0, math.prod(la.params[k].shape),
                                  tuple(la.params[k].shape))])
-                for la, k in self.trainable_pairs()]
+                for la, k in self._train_pairs]
 
     def _zero_grads(self):
         if self._flat is not None and self._flat.valid():
@@ -317,6 +334,7 @@ class Trainer(DataAdapter):
         """One step; returns the loss (a 0-d array). With ``guard`` (host-resident arrays
         only, where reading a value costs nothing), a non-finite loss returns None before
         any gradient is applied, so the weights stay as they were."""
+        self._ensure_packed()
         dist = distributed.active()  # distributed: None in one process
         self._zero_grads()
         with mixed_precision.compute_weights(self, grads=True):  # a policy's dtypes (#11)
@@ -516,6 +534,8 @@ class Trainer(DataAdapter):
     def _run_epochs(self, train, val, epochs, initial_epoch, cb, cbs, validation_freq):
         if self._rng is None:
             self._rng = self.backend.rng(next_seed())
+        if not self._custom("train_step"):
+            self._ensure_packed()  # gen: the training function is built: capture weights
         dist = distributed.active()
         if dist is not None:  # distributed: rank 0's weights and seeds; the backward hook
             dist.prepare(self)
@@ -658,8 +678,13 @@ class Trainer(DataAdapter):
             source = data_feed.StreamBatches(x, self._stream_adapter("test_step", "evaluate"),
                                              steps, "evaluate").prime()
         else:
-            xs = self._adapt_x(x, "evaluate")
-            ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
+            if self._custom("test_step"):  # gen: a custom test_step takes x alone, as fit
+                xs, self._x_tree = self._adapt_raw(x, "evaluate")
+                ys, self._y_tree = self._adapt_raw(y, "targets") if y is not None else \
+                    ([], None)
+            else:
+                xs = self._adapt_x(x, "evaluate")
+                ys = self._adapt_y(y, xs[0].shape[0], "evaluate")
             sw = self._adapt_weights(sample_weight, xs[0].shape[0])
             source = data_feed.ArrayBatches(self.backend.xp, xs, ys, sw, batch_size, steps,
                                             shard=_shard(self))

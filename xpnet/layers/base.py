@@ -65,7 +65,8 @@ _UNTRACKED = frozenset({"params", "grads", "regularizers", "_trainable_names", "
                         "_flat", "_step_logs", "_x_tree", "_y_tree", "_metrics",
                         "_losses", "_train_losses", "_heads", "_output_loss_trackers",
                         "_loss_tracker", "_frozen", "_regularized", "_graph", "_layers",
-                        "_compiled_graph"})
+                        "_compiled_graph",
+                        "_train_pairs"})  # gen: the weights a model captured to train
 
 
 class Layer:
@@ -389,13 +390,36 @@ class Layer:
     # -- random state ------------------------------------------------------------------
     def get_rng_state(self):
         """The state of the layer's random generator (dropout, noise), or None: saved with
-        the model so that a resumed run draws the same masks as an uninterrupted one."""
-        return None if self._rng is None else self._rng.get_state()
+        the model so that a resumed run draws the same masks as an uninterrupted one. A
+        layer holding ``keras.random.SeedGenerator`` attributes (a VAE's ``Sampling``)
+        gives ``{"rng": ..., "seed_generators": {attribute: state}}``."""
+        own = None if self._rng is None else self._rng.get_state()
+        seeds = {}
+        for k, gen in self._seed_generators():  # gen-branch fix: SeedGenerators were left out
+            if gen._rng is None and self.backend is not None:
+                gen._rng = self.backend.rng(gen._seed)
+            if gen._rng is not None:
+                seeds[k] = gen._rng.get_state()
+        return {"rng": own, "seed_generators": seeds} if seeds else own
 
     def set_rng_state(self, state):
         """Continue the layer's random stream from a :meth:`get_rng_state` snapshot."""
+        if isinstance(state, dict) and "seed_generators" in state:
+            for k, gen in self._seed_generators():
+                if k in state["seed_generators"]:
+                    if self.backend is not None and (gen._rng is None or
+                                                     gen._rng.backend is not self.backend):
+                        gen._rng = self.backend.rng(gen._seed)
+                    gen._rng.set_state(state["seed_generators"][k]) if gen._rng is not None \
+                        else gen.set_state(state["seed_generators"][k])
+            state = state["rng"]
         if self._rng is not None and state is not None:
             self._rng.set_state(state)
+
+    def _seed_generators(self):
+        from xpnet.random import SeedGenerator
+
+        return [(k, v) for k, v in vars(self).items() if isinstance(v, SeedGenerator)]
 
     # -- losses --------------------------------------------------------------------------
     def add_loss(self, loss):

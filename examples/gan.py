@@ -1,0 +1,157 @@
+"""A DCGAN on digits, trained two ways, in the Keras API on xpnet.
+
+    python examples/gan.py                          # the embedded 8x8 digits
+    python examples/gan.py --data DIR               # MNIST IDX files in DIR
+    python examples/gan.py --data DIR --recipe classic
+
+``--recipe train_step`` (the default) is Keras 3's DCGAN example: a ``GAN`` model whose
+overridden ``train_step`` steps the discriminator and then the generator, each with its own
+optimizer and ``xpnet.GradientTape`` (``xpnet.applications_gan.GAN``).
+
+``--recipe classic`` is the older recipe: the discriminator is compiled and trained on its
+own; a combined model ``discriminator(generator(z))`` is compiled after
+``discriminator.trainable = False``; the loop alternates ``discriminator.train_on_batch``
+and ``combined.train_on_batch``. Freezing behaves as in Keras 3 on TensorFlow: a model
+captures its trainable weights when its training function is first built (its first
+``fit``/``train_on_batch`` after ``compile``). So the discriminator takes one step BEFORE the
+flag is set: it keeps training through its own ``train_on_batch``, while the combined model
+(first trained after the flag was set) moves only the generator. A discriminator first
+trained after ``trainable = False`` would not train at all.
+
+After training, a judge (the CNN of ``examples/cnn.py`` trained on the real training
+images) labels 1,000 generated digits: the mean top-class probability says how digit-like
+they are, the share of each class whether the generator collapsed onto a few modes.
+Sample grids are written as PNG after each epoch (matplotlib).
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+from generative_common import judge_samples
+from generative_common import load
+from generative_common import print_verdict
+from generative_common import save_grid
+from generative_common import train_judge
+
+from xpnet import applications_gan
+from xpnet import keras
+
+
+def models(image_shape, latent_dim, small):
+    g_filters, d_filters = ((32, 16), (16, 32)) if small else ((64, 32), (32, 64))
+    generator = applications_gan.dcgan_generator(latent_dim, image_shape, g_filters)
+    discriminator = applications_gan.dcgan_discriminator(image_shape, d_filters)
+    return generator, discriminator
+
+
+def adam():
+    return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
+
+
+def train_step_recipe(x, args, sample):
+    generator, discriminator = models(x.shape[1:], args.latent_dim, args.small)
+    gan = applications_gan.GAN(discriminator, generator, args.latent_dim, seed=args.seed)
+    gan.compile(d_optimizer=adam(), g_optimizer=adam(),
+                loss_fn=keras.losses.BinaryCrossentropy())
+    times = []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        logs = gan.fit(x, epochs=1, batch_size=args.batch_size, verbose=0).history
+        times.append(time.perf_counter() - start)
+        print(f"epoch {epoch + 1}/{args.epochs}: d_loss {logs['d_loss'][0]:.4f} "
+              f"g_loss {logs['g_loss'][0]:.4f} ({times[-1]:.1f} s)")
+        sample(generator, epoch)
+    return generator, times
+
+
+def classic_recipe(x, args, sample):
+    generator, discriminator = models(x.shape[1:], args.latent_dim, args.small)
+    rng = np.random.default_rng(args.seed)
+    half = args.batch_size // 2
+    discriminator.compile(optimizer=adam(), loss="binary_crossentropy")
+
+    def d_batch(real):
+        z = rng.standard_normal((len(real), args.latent_dim)).astype("float32")
+        fake = keras.ops.convert_to_numpy(generator(z, training=True))
+        labels = np.concatenate([np.ones((len(real), 1)), np.zeros((len(real), 1))])
+        return np.concatenate([real, fake]), labels.astype("float32")
+
+    # The discriminator's first step builds its training function with all its weights...
+    discriminator.train_on_batch(*d_batch(x[:half]))
+    # ...so freezing it now affects only models compiled and first trained from here on.
+    discriminator.trainable = False
+    z_in = keras.Input(shape=(args.latent_dim,))
+    combined = keras.Model(z_in, discriminator(generator(z_in)), name="combined")
+    combined.compile(optimizer=adam(), loss="binary_crossentropy")
+    times = []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        order = rng.permutation(len(x))
+        d_losses, g_losses = [], []
+        for k in range(0, len(x) - half + 1, half):
+            d_losses.append(discriminator.train_on_batch(*d_batch(x[order[k:k + half]])))
+            z = rng.standard_normal((args.batch_size, args.latent_dim)).astype("float32")
+            g_losses.append(combined.train_on_batch(z, np.ones((args.batch_size, 1),
+                                                               "float32")))
+        times.append(time.perf_counter() - start)
+        print(f"epoch {epoch + 1}/{args.epochs}: d_loss {np.mean(d_losses):.4f} "
+              f"g_loss {np.mean(g_losses):.4f} ({times[-1]:.1f} s)")
+        sample(generator, epoch)
+    return generator, times
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="directory with MNIST IDX files (default: digits)")
+    parser.add_argument("--recipe", choices=["train_step", "classic"], default="train_step")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--latent-dim", type=int, default=64)
+    parser.add_argument("--small", action="store_true", help="half the filters")
+    parser.add_argument("--judge-epochs", type=int, default=3)
+    parser.add_argument("--judge-weights", help="load the judge from this file if it "
+                        "exists, else train it and save it there")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-only", action="store_true", help="skip training: judge "
+                        "the generator weights an earlier run saved in --out")
+    parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
+    args = parser.parse_args(argv)
+    args.epochs = args.epochs or (15 if args.data else 30)
+
+    (x_train, y_train), _ = load(args.data)
+    keras.utils.set_random_seed(args.seed)
+    z_grid = np.random.default_rng(123).standard_normal((100, args.latent_dim))
+    z_grid = z_grid.astype("float32")
+
+    def sample(generator, epoch):
+        images = generator.predict(z_grid, verbose=0)
+        path = save_grid(images, os.path.join(args.out, f"{args.recipe}_epoch{epoch + 1}.png"))
+        generator.save_weights(os.path.join(args.out, f"{args.recipe}_generator.weights.h5"))
+        if epoch + 1 == args.epochs:
+            print(f"samples written to {path}")
+
+    if args.judge_only:
+        generator, _ = models(x_train.shape[1:], args.latent_dim, args.small)
+        generator.load_weights(os.path.join(args.out, f"{args.recipe}_generator.weights.h5"))
+        return judge(generator, x_train, y_train, args), []
+    recipe = train_step_recipe if args.recipe == "train_step" else classic_recipe
+    generator, times = recipe(x_train, args, sample)
+    later = sorted(times[1:] or times)
+    print(f"{args.recipe}: {args.epochs} epochs, {later[len(later) // 2]:.1f} s per epoch "
+          f"(median after the first)")
+    return judge(generator, x_train, y_train, args), times
+
+
+def judge(generator, x_train, y_train, args):
+    """The judge's verdict on 1,000 digits from ``generator``."""
+    judge_model = train_judge(x_train, y_train, args.judge_epochs, weights=args.judge_weights)
+    z = np.random.default_rng(7).standard_normal((1000, args.latent_dim)).astype("float32")
+    verdict = judge_samples(judge_model, generator.predict(z, verbose=0))
+    print_verdict(verdict)
+    return verdict
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Generative adversarial networks, as Keras 3's examples write them.
+
+``dcgan_generator`` (Dense, Reshape, stride-2 ``Conv2DTranspose`` with BatchNormalization
+and LeakyReLU, a sigmoid ``Conv2D``) and ``dcgan_discriminator`` (stride-2 ``Conv2D`` with
+LeakyReLU, Dropout, a sigmoid ``Dense(1)``) are Sequential models. :class:`GAN` trains them
+with an overridden ``train_step``, two optimizers and :class:`xpnet.GradientTape`
+(``keras-io/examples/generative/dcgan_overriding_train_step.py``); :class:`ConditionalGAN`
+feeds the one-hot class to both networks (``keras-io/examples/generative/conditional_gan.py``):
+concatenated to the latent vector, and as constant image channels of the discriminator.
+
+The classic recipe also works: compile a combined model ``discriminator(generator(z))``
+after ``discriminator.trainable = False`` and alternate ``train_on_batch`` calls. As on
+Keras 3's TensorFlow backend, each model captures its trainable weights when its training
+function is first built (its first ``fit``/``train_on_batch`` after ``compile``), so train
+the discriminator once before freezing it; a model first trained after its flag was set to
+False does not train.
+"""
+
+from xpnet import layers
+from xpnet import metrics
+from xpnet import ops
+from xpnet import random
+from xpnet.engine.tape import GradientTape
+from xpnet.models import Input
+from xpnet.models import Model
+from xpnet.models import Sequential
+
+__all__ = ["dcgan_generator", "dcgan_discriminator", "GAN", "ConditionalGAN"]
+
+
+def dcgan_generator(latent_dim=64, output_shape=(28, 28, 1), filters=(64, 32),
+                    backend=None, name="generator"):
+    """``Dense(rows/4 * cols/4 * filters[0])``, Reshape, then per entry of ``filters`` a
+    stride-2 ``Conv2DTranspose(f, 4)`` + BatchNormalization + LeakyReLU(0.2), and a sigmoid
+    ``Conv2D(channels, 5)``: images in [0, 1] of ``output_shape``."""
+    scale = 2 ** len(filters)
+    rows, cols = output_shape[0] // scale, output_shape[1] // scale
+    if rows * scale != output_shape[0] or cols * scale != output_shape[1]:
+        raise ValueError(f"dcgan_generator: the image sides must be multiples of {scale}; "
+                         f"received: output_shape={output_shape}")
+    stack = [Input(shape=(latent_dim,)), layers.Dense(rows * cols * filters[0]),
+             layers.Reshape((rows, cols, filters[0]))]
+    for f in filters:
+        stack += [layers.Conv2DTranspose(f, 4, strides=2, padding="same"),
+                  layers.BatchNormalization(), layers.LeakyReLU(0.2)]
+    stack.append(layers.Conv2D(output_shape[-1], 5, padding="same", activation="sigmoid"))
+    return Sequential(stack, name=name, backend=backend)
+
+
+def dcgan_discriminator(input_shape=(28, 28, 1), filters=(32, 64), dropout=0.3,
+                        backend=None, name="discriminator"):
+    """Per entry of ``filters`` a stride-2 ``Conv2D(f, 4)`` + LeakyReLU(0.2), then Flatten,
+    ``Dropout(dropout)`` and ``Dense(1, sigmoid)``: the probability that an image is real."""
+    stack = [Input(shape=input_shape)]
+    for f in filters:
+        stack += [layers.Conv2D(f, 4, strides=2, padding="same"), layers.LeakyReLU(0.2)]
+    stack += [layers.Flatten(), layers.Dropout(dropout), layers.Dense(1, activation="sigmoid")]
+    return Sequential(stack, name=name, backend=backend)
+
+
+class GAN(Model):
+    """Keras's DCGAN: ``train_step`` takes one step of the discriminator (fakes labelled 1,
+    real images 0, labels noised by ``0.05 * U(0, 1)``) and one of the generator (through
+    the discriminator, fakes labelled 0), each with its own optimizer and tape.
+
+    ``compile(d_optimizer, g_optimizer, loss_fn)``; ``fit(images)``. Keras's example calls
+    ``self.generator(z)`` without ``training=``; here both networks are called with
+    ``training=True``, so the generator's BatchNormalization uses batch statistics.
+    """
+
+    def __init__(self, discriminator, generator, latent_dim, seed=1337, **kwargs):
+        super().__init__(**kwargs)
+        self.discriminator = discriminator
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.seed_generator = random.SeedGenerator(seed)
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn):
+        super().compile()
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.loss_fn = loss_fn
+        self.d_loss_metric = metrics.Mean(name="d_loss")
+        self.g_loss_metric = metrics.Mean(name="g_loss")
+
+    @property
+    def metrics(self):
+        return [self.d_loss_metric, self.g_loss_metric]
+
+    def _latent(self, batch_size, like):
+        return random.normal(shape=(batch_size, self.latent_dim), dtype=like.dtype,
+                             seed=self.seed_generator)
+
+    def _labels(self, batch_size, like):
+        """1 for the fakes, then 0 for the real images, with a little noise (a trick)."""
+        labels = ops.concatenate([ops.ones((batch_size, 1), dtype=like.dtype),
+                                  ops.zeros((batch_size, 1), dtype=like.dtype)], axis=0)
+        return labels + 0.05 * random.uniform(ops.shape(labels), dtype=like.dtype,
+                                              seed=self.seed_generator)
+
+    def d_step(self, fake_input, real_input, labels):
+        """One discriminator step on fakes from ``fake_input`` and ``real_input``."""
+        generated = self.generator(fake_input, training=True)
+        combined = ops.concatenate([generated, real_input], axis=0)
+        with GradientTape() as tape:
+            d_loss = self.loss_fn(labels, self.discriminator(combined, training=True))
+        weights = self.discriminator.trainable_weights
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights))
+        return d_loss
+
+    def g_step(self, fake_input, misleading_labels):
+        """One generator step: the discriminator should call its fakes real (0)."""
+        with GradientTape() as tape:
+            predictions = self.discriminator(self.generator(fake_input, training=True),
+                                             training=True)
+            g_loss = self.loss_fn(misleading_labels, predictions)
+        weights = self.generator.trainable_weights
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights))
+        return g_loss
+
+    def train_step(self, real_images):
+        if isinstance(real_images, tuple):
+            real_images = real_images[0]
+        batch_size = ops.shape(real_images)[0]
+        d_loss = self.d_step(self._latent(batch_size, real_images), real_images,
+                             self._labels(batch_size, real_images))
+        g_loss = self.g_step(self._latent(batch_size, real_images),
+                             ops.zeros((batch_size, 1), dtype=real_images.dtype))
+        self.d_loss_metric.update_state(d_loss)
+        self.g_loss_metric.update_state(g_loss)
+        return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
+
+    def generate(self, n, seed=0):
+        """``n`` images from latent vectors drawn with ``seed`` (inference mode)."""
+        z = random.normal(shape=(n, self.latent_dim), seed=seed)
+        return self.generator.predict(z, verbose=0)
+
+
+class ConditionalGAN(GAN):
+    """Keras's conditional GAN: the generator sees ``[z, one_hot(label)]``; the
+    discriminator sees the image with ``num_classes`` constant channels holding the one-hot
+    label. ``fit(images, one_hot_labels)``; the generator's input width is
+    ``latent_dim + num_classes`` and the discriminator's channels ``1 + num_classes``."""
+
+    def __init__(self, discriminator, generator, latent_dim, num_classes=10, **kwargs):
+        super().__init__(discriminator, generator, latent_dim, **kwargs)
+        self.num_classes = num_classes
+
+    def _label_maps(self, one_hot, like):
+        rows, cols = like.shape[1], like.shape[2]
+        maps = ops.reshape(one_hot, (-1, 1, 1, self.num_classes))
+        return ops.broadcast_to(maps, (one_hot.shape[0], rows, cols, self.num_classes))
+
+    def train_step(self, data):
+        real_images, one_hot = data
+        batch_size = ops.shape(real_images)[0]
+        maps = self._label_maps(one_hot, real_images)
+        z = ops.concatenate([self._latent(batch_size, real_images), one_hot], axis=1)
+        generated = self.generator(z, training=True)
+        fake = ops.concatenate([generated, maps], axis=-1)
+        real = ops.concatenate([real_images, maps], axis=-1)
+        labels = self._labels(batch_size, real_images)
+        with GradientTape() as tape:
+            predictions = self.discriminator(ops.concatenate([fake, real], axis=0),
+                                             training=True)
+            d_loss = self.loss_fn(labels, predictions)
+        weights = self.discriminator.trainable_weights
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights))
+
+        z = ops.concatenate([self._latent(batch_size, real_images), one_hot], axis=1)
+        misleading = ops.zeros((batch_size, 1), dtype=real_images.dtype)
+        with GradientTape() as tape:
+            fake = ops.concatenate([self.generator(z, training=True), maps], axis=-1)
+            g_loss = self.loss_fn(misleading, self.discriminator(fake, training=True))
+        weights = self.generator.trainable_weights
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights))
+        self.d_loss_metric.update_state(d_loss)
+        self.g_loss_metric.update_state(g_loss)
+        return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
+
+    def generate(self, labels, seed=0):
+        """One image per integer label in ``labels`` (inference mode)."""
+        z = random.normal(shape=(len(labels), self.latent_dim), seed=seed)
+        one_hot = ops.one_hot(ops.convert_to_tensor(labels), self.num_classes, dtype=z.dtype)
+        return self.generator.predict(ops.concatenate([z, one_hot], axis=1), verbose=0)
