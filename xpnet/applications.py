@@ -294,15 +294,22 @@ def fcn(input_shape=(32, 32, 3), classes=3, filters=(16, 32, 64), backend=None, 
 
 # -- generative models (issue 14): reachable as xpnet.applications.<name>, kept out of
 # __all__ so that keras.applications lists only what Keras's does.
-from xpnet.applications_gan import ConditionalGAN  # noqa: E402,F401
+# -- region-based detection (issue 15)
+from xpnet.applications_detection import FasterRCNN  # noqa: E402
+from xpnet.applications_detection import faster_rcnn  # noqa: E402
 from xpnet.applications_gan import GAN  # noqa: E402,F401
+from xpnet.applications_gan import ConditionalGAN  # noqa: E402,F401
 from xpnet.applications_gan import dcgan_discriminator  # noqa: E402,F401
 from xpnet.applications_gan import dcgan_generator  # noqa: E402,F401
 from xpnet.applications_generative import VAE  # noqa: E402,F401
 from xpnet.applications_generative import Sampling  # noqa: E402,F401
 from xpnet.applications_generative import conv_autoencoder  # noqa: E402,F401
-from xpnet.applications_generative import dense_autoencoder  # noqa: E402,F401
 from xpnet.applications_generative import denoising_autoencoder  # noqa: E402,F401
+from xpnet.applications_generative import dense_autoencoder  # noqa: E402,F401
 from xpnet.applications_generative import vae_decoder  # noqa: E402,F401
 from xpnet.applications_generative import vae_encoder  # noqa: E402,F401
 from xpnet.applications_generative import vae_losses  # noqa: E402,F401
+
+__all__ += ["dense_autoencoder", "conv_autoencoder", "denoising_autoencoder", "VAE", "Sampling",
+            "vae_encoder", "vae_decoder", "vae_losses", "GAN", "ConditionalGAN",
+            "dcgan_generator", "dcgan_discriminator", "faster_rcnn", "FasterRCNN"]
