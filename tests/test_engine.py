@@ -332,3 +332,30 @@ def test_graphs_with_multi_output_nodes_keywords_and_dict_outputs_save_and_load(
     again = keras.models.model_from_json(model.to_json())
     assert again.count_params() == keras.models.clone_model(model).count_params() == \
         model.count_params()
+
+
+def test_an_output_mask_reaches_the_loss_as_keras_applies_it():
+    """Keras 3's apply_mask: masked steps weigh 0 and the mean runs over the valid ones."""
+    class Seq(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.masker = MaskZeros()
+            self.proj = layers.Dense(1, kernel_initializer="ones", use_bias=False)
+
+        def call(self, x):
+            return self.proj(self.masker(x))
+
+    x = np.zeros((2, 3, 2), np.float32)
+    x[0, :2] = 1.0  # sample 0: 2 valid steps, output 2.0 each
+    x[1, :1] = 0.5  # sample 1: 1 valid step, output 1.0
+    y = np.full((2, 3, 1), 100.0, np.float32)  # far off on the padded steps
+    y[0, :2] = 1.0
+    y[1, 0] = 0.0
+    for model in (Seq(), None):
+        if model is None:  # the same through a functional graph
+            inp = keras.Input(shape=(3, 2))
+            model = keras.Model(inp, layers.Dense(1, kernel_initializer="ones",
+                                                  use_bias=False)(MaskZeros()(inp)))
+        model.compile("sgd", loss="mse")
+        # valid squared errors: (2-1)^2, (2-1)^2, (1-0)^2 -> mean 1.0 (padding ignored)
+        assert model.evaluate(x, y, verbose=0) == pytest.approx(1.0, rel=1e-5)

@@ -225,7 +225,7 @@ class FasterRCNN:
             if i:
                 dfeat = layer.backward(bctx[i], dfeat)
             else:
-                layer.backward_params(bctx[i], dfeat)
+                layer.backward(bctx[i], dfeat, need_dx=False)
         self.optimizer.apply_gradients([(layer.grads[k], layer.params[k])
                                         for layer in self.layers() if layer.trainable
                                         for k in layer.grads])

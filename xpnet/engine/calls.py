@@ -493,12 +493,14 @@ class TapeContext:
     inputs and outputs, and the losses added during the call (and their sum)."""
 
     __slots__ = ("tape", "arg_leaves", "n_args", "kw_leaves", "outs", "out_tree", "losses",
-                 "penalty")
+                 "penalty", "masks")
 
     def __init__(self, tape, arg_leaves, n_args, kw_leaves, outs, out_tree, losses, penalty):
         self.tape, self.arg_leaves, self.n_args = tape, arg_leaves, n_args
         self.kw_leaves, self.outs, self.out_tree = kw_leaves, outs, out_tree
         self.losses, self.penalty = losses, penalty
+        masks = [o.mask if isinstance(o, Traced) else None for o in outs]
+        self.masks = masks if any(m is not None for m in masks) else None  # for the loss
 
 
 def _differentiable(a):

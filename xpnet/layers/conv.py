@@ -192,11 +192,8 @@ class _BaseConv(ActivatedLayer):
             return self._backward(ctx[0], dz, None, None, need_dx)
         return self._backward(ctx[0], dy, self.activation, ctx[1], need_dx)
 
-    def backward(self, ctx, dy):
-        return self._backward_activated(ctx, dy, True)
-
-    def backward_params(self, ctx, dy):
-        self._backward_activated(ctx, dy, False)
+    def backward(self, ctx, dy, need_dx=True):
+        return self._backward_activated(ctx, dy, need_dx)
 
     def backward_z(self, ctx, dz, need_dx=True):
         if isinstance(ctx, kconv.FusedContext):

@@ -410,9 +410,6 @@ class SequenceDriver:
             return InputGrads(args=dx, kwargs={"initial_state": d_states0})
         return dx
 
-    def backward_params(self, ctx, dy):
-        self.backward(ctx, dy, need_dx=False)
-
 
 class RecurrentBase(SequenceDriver, CellCore, Layer):
     """A built-in recurrent layer: its own weights (``kernel``, ``recurrent_kernel``,

@@ -5,6 +5,7 @@ Both hold their sublayers as attributes (the engine tracks them) and run them th
 """
 
 from xpnet.backend import namespace
+from xpnet.engine import calls
 from xpnet.layers.base import InputGrads
 from xpnet.layers.base import Layer
 
@@ -173,9 +174,6 @@ class Bidirectional(Layer):
                 "initial_state": gf.kwargs["initial_state"] + gb.kwargs["initial_state"]})
         return gf + gb
 
-    def backward_params(self, ctx, dy):
-        self.backward(ctx, dy, need_dx=False)
-
     def get_config(self):
         config = {**super().get_config(), "merge_mode": self.merge_mode,
                   "layer": _serialize(self.forward_layer)}
@@ -228,13 +226,13 @@ class TimeDistributed(Layer):
         b, t = shape[0], shape[1]
         d2 = xp.reshape(dy, (b * t,) + tuple(dy.shape[2:]))
         if not need_dx:
-            self.layer.backward_params(inner, d2)
+            if calls.signature(self.layer, "backward").need_dx:
+                self.layer.backward(inner, d2, need_dx=False)
+            else:
+                self.layer.backward(inner, d2)
             return None
         dx = self.layer.backward(inner, d2)
         return xp.reshape(dx, shape)
-
-    def backward_params(self, ctx, dy):
-        self.backward(ctx, dy, need_dx=False)
 
     def get_config(self):
         return {**super().get_config(), "layer": _serialize(self.layer)}
