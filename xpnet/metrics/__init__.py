@@ -20,6 +20,13 @@ __all__ = [
 ]
 
 
+
+from xpnet.engine.tape import Traced  # noqa: E402
+from xpnet.engine.tape import unwrap  # noqa: E402
+from xpnet.engine.variables import Variable  # noqa: E402
+
+_WRAPPERS = (Traced, Variable)
+
 class Metric:
     """Base class: ``update_state``, ``result`` (a 0-d array, no host sync), ``reset_state``."""
 
@@ -35,10 +42,11 @@ class Metric:
         update = cls.__dict__.get("update_state")
         if update is not None and not getattr(update, "_unwraps", False):
             def update_state(self, *args, _update=update, **kw):
-                from xpnet.engine.tape import unwrap
-
-                return _update(self, *[unwrap(a) for a in args],
-                               **{k: unwrap(v) for k, v in kw.items()})
+                for a in args:
+                    if type(a) in _WRAPPERS:  # a traced value or a Variable: unwrap all
+                        return _update(self, *[unwrap(v) for v in args],
+                                       **{k: unwrap(v) for k, v in kw.items()})
+                return _update(self, *args, **kw)
             update_state._unwraps = True
             update_state.__doc__ = update.__doc__
             cls.update_state = update_state
