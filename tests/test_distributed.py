@@ -287,7 +287,7 @@ def test_shards_cover_each_global_batch_once(size):
     one rank; a rank with no sample holds a stand-in weighted 0."""
     import numpy
 
-    from xpnet.data_adapter import take_batch
+    from xpnet.engine.data_adapter import take_batch
 
     xp, n, batch = numpy, 23, 8
     xs, ys = [numpy.arange(n, dtype=float)[:, None]], [numpy.arange(n)]

@@ -12,7 +12,7 @@ from xpnet import callbacks
 from xpnet import keras
 from xpnet import layers
 from xpnet import metrics
-from xpnet.data_feed import PyDataset
+from xpnet.engine.data_feed import PyDataset
 from xpnet.progbar import format_time
 
 # A one-unit sigmoid model with kernel 1, bias 0: p = sigmoid(x), predicted class x > 0.

@@ -34,12 +34,12 @@ from xpnet.backend import BackendUnavailableError  # noqa: E402
 from xpnet.backend import get_backend  # noqa: E402
 from xpnet.backend import set_backend  # noqa: E402
 from xpnet.engine.tape import GradientTape  # noqa: E402
+from xpnet.engine.trainer import NonFiniteLossError  # noqa: E402
 from xpnet.engine.variables import Variable  # noqa: E402
 from xpnet.layers import Input  # noqa: E402
 from xpnet.models import Model  # noqa: E402
 from xpnet.models import Sequential  # noqa: E402
 from xpnet.models import load_model  # noqa: E402
-from xpnet.training import NonFiniteLossError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -18,10 +18,10 @@ from xpnet.engine.node import flatten
 from xpnet.engine.node import map_structure
 from xpnet.engine.node import pack_as
 from xpnet.engine.tape import unwrap
+from xpnet.engine.trainer import Trainer
 from xpnet.layers.base import Layer
 from xpnet.layers.core import Input
 from xpnet.layers.core import InputLayer
-from xpnet.training import Trainer
 
 __all__ = ["Model", "Sequential", "Input", "load_model", "save_model", "clone_model"]
 

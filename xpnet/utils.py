@@ -2,8 +2,8 @@
 
 import random
 
-from xpnet.data_feed import PyDataset
-from xpnet.data_feed import Sequence
+from xpnet.engine.data_feed import PyDataset
+from xpnet.engine.data_feed import Sequence
 from xpnet.progbar import Progbar
 
 __all__ = ["set_random_seed", "next_seed", "to_categorical", "pad_sequences", "PyDataset",

@@ -7,7 +7,7 @@ import concurrent.futures
 import multiprocessing
 import sys
 
-from xpnet.data_adapter import take_batch
+from xpnet.engine.data_adapter import take_batch
 
 __all__ = ["PyDataset", "Sequence", "is_stream", "ArrayBatches", "StreamBatches"]
 

@@ -8,7 +8,7 @@ __all__ = ["DataAdapter", "shape_of", "take_batch"]
 
 
 class DataAdapter:
-    """The data half of :class:`xpnet.training.Trainer`."""
+    """The data half of :class:`xpnet.engine.trainer.Trainer`."""
 
     def _adapt_x(self, x, what):
         if x is None:

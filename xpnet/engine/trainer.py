@@ -11,24 +11,24 @@ import os
 
 from xpnet import arguments
 from xpnet import callbacks as callbacks_module
-from xpnet import data_feed
 from xpnet import distributed
 from xpnet import losses as losses_module
 from xpnet import metrics as metrics_module
 from xpnet import mixed_precision
-from xpnet import nonfinite
 from xpnet import optimizers
-from xpnet.data_adapter import DataAdapter
-from xpnet.data_adapter import shape_of
-from xpnet.data_adapter import take_batch
+from xpnet.engine import data_feed
+from xpnet.engine import nonfinite
+from xpnet.engine.data_adapter import DataAdapter
+from xpnet.engine.data_adapter import shape_of
+from xpnet.engine.data_adapter import take_batch
 from xpnet.engine.node import flatten
 from xpnet.engine.node import map_structure
 from xpnet.engine.node import pack_as
+from xpnet.engine.nonfinite import NonFiniteLossError
+from xpnet.engine.packing import FlatParams
 from xpnet.engine.tape import unwrap
 from xpnet.kernels import threads
 from xpnet.layers.base import ActivatedLayer
-from xpnet.nonfinite import NonFiniteLossError
-from xpnet.packing import FlatParams
 from xpnet.utils import next_seed
 
 __all__ = ["Trainer", "NonFiniteLossError"]
@@ -413,7 +413,7 @@ class Trainer(DataAdapter):
 
         ``x`` and ``y`` are arrays (NumPy or the backend's own; a list or dict of them for
         several inputs or outputs), or ``x`` is a generator, an iterator or a
-        :class:`~xpnet.data_feed.PyDataset` of batches ``(x, y)`` / ``(x, y, w)`` (then
+        :class:`~xpnet.engine.data_feed.PyDataset` of batches ``(x, y)`` / ``(x, y, w)`` (then
         ``y`` is None and ``steps_per_epoch`` bounds an epoch). ``validation_split`` holds
         out the last fraction of the samples before shuffling, as Keras does;
         ``validation_data`` is ``(x, y)``, ``(x, y, w)`` or a generator/PyDataset
