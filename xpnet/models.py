@@ -424,6 +424,31 @@ class Model(Trainer, Layer):
         if self._graph is None and not getattr(self, "_specs_known", False):
             self._require_graph("this")
 
+    def get_build_config(self):
+        """A subclassed model's input specs once it is built (Keras 3's build config), so a
+        loaded copy can be built the same way; None for a functional model or Sequential,
+        whose config holds its graph."""
+        if self._graph is not None or not getattr(self, "_specs_known", False):
+            return None
+        return {"input": map_structure(lambda t: {"shape": list(t.shape), "dtype": t.dtype},
+                                       self._input_tree)}
+
+    def build_from_config(self, config, backend=None):
+        """Build a subclassed model from :meth:`get_build_config`: by calling it on zeros
+        of those specs (batch 2), on ``backend``."""
+        backend = get_backend(backend)
+        xp = backend.xp
+        self.backend = backend
+
+        def zeros(spec):
+            if isinstance(spec, dict) and set(spec) == {"shape", "dtype"}:
+                return xp.zeros((2,) + tuple(spec["shape"][1:]),
+                                dtype=getattr(xp, spec["dtype"]), device=backend.device)
+            if isinstance(spec, dict):
+                return {k: zeros(v) for k, v in spec.items()}
+            return [zeros(v) for v in spec]
+        self._build_call_based(zeros(config["input"]))
+
     # -- description ---------------------------------------------------------------------
     def summary(self, print_fn=print, line_length=80):
         """Print each layer's output shape and parameter count, then the totals."""

@@ -82,16 +82,10 @@ def serialize_layer(layer):
     else:
         name = get_registered_name(layer)
     entry = {"class_name": name, "config": layer.get_config()}
-    if isinstance(layer, Model) and layer._graph is None and \
-            getattr(layer, "_specs_known", False):
-        entry["build_config"] = {"input": _spec_config(layer._input_tree)}
+    build = layer.get_build_config() if isinstance(layer, Model) else None
+    if build is not None:
+        entry["build_config"] = build
     return entry
-
-
-def _spec_config(tree):
-    from xpnet.engine.node import map_structure
-
-    return map_structure(lambda t: {"shape": list(t.shape), "dtype": t.dtype}, tree)
 
 
 def deserialize_layer(entry, custom_objects=None, backend=None):
@@ -119,26 +113,8 @@ def deserialize_layer(entry, custom_objects=None, backend=None):
         raise ValueError(f"cannot rebuild layer {config.get('name')!r} ({name}) from its "
                          f"config: {e}") from None
     if isinstance(obj, Model) and entry.get("build_config"):
-        _build_from_config(obj, entry["build_config"], backend)
+        obj.build_from_config(entry["build_config"], backend)
     return obj
-
-
-def _build_from_config(model, build_config, backend):
-    """Build a subclassed model by calling it on zeros of the saved input specs."""
-    from xpnet.backend import get_backend
-
-    backend = get_backend(backend)
-    xp = backend.xp
-    model.backend = backend
-    def zeros(spec):
-        if isinstance(spec, dict) and set(spec) == {"shape", "dtype"}:
-            return xp.zeros((2,) + tuple(spec["shape"][1:]), dtype=getattr(xp, spec["dtype"]),
-                            device=backend.device)
-        if isinstance(spec, dict):
-            return {k: zeros(v) for k, v in spec.items()}
-        return [zeros(v) for v in spec]
-    sample = zeros(build_config["input"])
-    model._build_call_based(sample)
 
 
 def _layer_class(name, custom_objects=None):
@@ -196,8 +172,8 @@ def _host(layer, a):
 
 
 def _require_built(model, what):
-    built = getattr(model, "_graph", None) is not None or getattr(model, "_specs_known", False)
-    if not model.built or not built:
+    built = model.built
+    if not built:
         raise ValueError(f"{model.name}: {what} needs a built model; give it an input shape "
                          "or call it on data first")
 
@@ -256,7 +232,7 @@ def save_model(model, filepath, overwrite=True):
     rng = {prefix: Layer.get_rng_state(layer) for prefix, layer in _walk(model)
            if Layer.get_rng_state(layer) is not None}
     extra["rng"] = {"layers": rng,
-                    "fit": None if model._rng is None else model._rng.get_state()}
+                    "fit": model.get_fit_rng_state()}
     data = safetensors.numpy.save(tensors, metadata=_metadata("model", model, **extra))
     atomic_write(filepath, data, overwrite)
 
@@ -279,14 +255,15 @@ def _compile_config(model):
             return {"__per_output__": {k: metric_spec(v) for k, v in spec.items()}}
         return spec if isinstance(spec, str) or spec is None else getattr(spec, "name", None)
 
-    return {"loss": loss_spec(model._loss_spec), "loss_weights": model._loss_weights_spec,
-            "metrics": metric_spec(model._metrics_spec),
-            "weighted_metrics": metric_spec(getattr(model, "_weighted_metrics_spec", None))}
+    config = model.get_compile_config()
+    return {"loss": loss_spec(config["loss"]), "loss_weights": config["loss_weights"],
+            "metrics": metric_spec(config["metrics"]),
+            "weighted_metrics": metric_spec(config["weighted_metrics"])}
 
 
 def _optimizer_tensors(model, keys):
     out = {}
-    for param, entries in model._optimizer_layout():
+    for param, entries in model.optimizer_layout():
         slots = model.optimizer.get_slots(param)
         if not slots:
             continue
@@ -424,8 +401,7 @@ def _restore_rng(model, file):
     for prefix, layer in prefixes.items():
         Layer.set_rng_state(layer, rng.get("layers", {}).get(prefix))
     if rng.get("fit") is not None:
-        model._rng = model.backend.rng(None)
-        model._rng.set_state(rng["fit"])
+        model.set_fit_rng_state(rng["fit"])
 
 
 def _restore_training(model, file, custom_objects):
@@ -458,7 +434,6 @@ def _restore_training(model, file, custom_objects):
                   loss_weights=spec.get("loss_weights"),
                   metrics=unpack(spec.get("metrics"), lambda s: s),
                   weighted_metrics=unpack(spec.get("weighted_metrics"), lambda s: s))
-    model._sync_compile()
     _restore_slots(model, file, optimizer)
 
 
@@ -467,7 +442,6 @@ def restore_training_state(model, filepath):
     and random states into ``model``, compiled already, in place (BackupAndRestore)."""
     file = _File(filepath)
     _write_weights(_plan_weights(model, file))
-    model._sync_compile()
     if file.meta.get("optimizer") is not None:
         _restore_slots(model, file, model.optimizer)
     rng = file.meta.get("rng") or {}
@@ -476,15 +450,14 @@ def restore_training_state(model, filepath):
     for prefix, layer in _walk(model):
         Layer.set_rng_state(layer, rng.get("layers", {}).get(prefix))
     if rng.get("fit") is not None:
-        model._rng = model.backend.rng(None)
-        model._rng.set_state(rng["fit"])
+        model.set_fit_rng_state(rng["fit"])
 
 
 def _restore_slots(model, file, optimizer):
     opt = file.meta["optimizer"]
     _, keys = _weight_tensors(model)
     xp = model.backend.xp
-    for param, entries in model._optimizer_layout():
+    for param, entries in model.optimizer_layout():
         names = [(f"optimizer.{keys[(id(la), k)]}", off, n) for la, k, off, n, _ in entries]
         prefix = names[0][0] + "."
         slot_names = [k[len(prefix):] for k in file.tensors if k.startswith(prefix)]

@@ -77,8 +77,9 @@ class Runtime:
         for layer in model._all_layers():
             for w in layer.params.values():
                 self.comm_for(w).bcast(w)
-        if model._rng is not None:
-            model._rng.set_state(self.world.bcast_obj(model._rng.get_state()))
+        state = model.get_fit_rng_state()
+        if state is not None:  # one shuffle for every rank: rank 0's
+            model.set_fit_rng_state(self.world.bcast_obj(state))
         self._seed_layers(model)
         self._hook(model)
         model._dist_prepared = self

@@ -254,6 +254,30 @@ class Trainer(DataAdapter):
             return self._flat.groups
         return [(la.grads[k], la.params[k]) for la, k in self._train_pairs]
 
+    def get_compile_config(self):
+        """The arguments ``compile`` was given (loss, loss weights, metrics, weighted
+        metrics), as Keras 3's ``get_compile_config``; None before ``compile``."""
+        if not self.compiled:
+            return None
+        return {"loss": self._loss_spec, "loss_weights": self._loss_weights_spec,
+                "metrics": self._metrics_spec,
+                "weighted_metrics": getattr(self, "_weighted_metrics_spec", None)}
+
+    def optimizer_layout(self):
+        """The optimizer's view of the weights (see ``_optimizer_layout``), compiled state
+        completed first: what saving writes the optimizer's slots from."""
+        self._sync_compile()
+        return self._optimizer_layout()
+
+    def get_fit_rng_state(self):
+        """The state of ``fit``'s shuffling generator (None before the first ``fit``)."""
+        return None if self._rng is None else self._rng.get_state()
+
+    def set_fit_rng_state(self, state):
+        """Continue ``fit``'s shuffling from a :meth:`get_fit_rng_state` snapshot."""
+        self._rng = self.backend.rng(None)
+        self._rng.set_state(state)
+
     def _optimizer_layout(self):
         """How the optimizer sees the weights: ``(array it updates, [(layer, weight name,
         offset, size, shape)])`` for each array, so its slots can be saved per variable and
