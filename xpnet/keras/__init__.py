@@ -44,7 +44,7 @@ __all__ = ["Input", "KerasTensor", "Layer", "Loss", "Metric", "Model", "Optimize
            "random", "regularizers", "saving", "utils"]
 
 
-def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+def __getattr__(name):  # a Keras name xpnet lacks raises NotImplementedError
     from xpnet.keras._missing import missing
 
     raise missing("keras", name)

@@ -11,7 +11,7 @@ __all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json"
            "save_model"]
 
 
-def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+def __getattr__(name):  # a Keras name xpnet lacks raises NotImplementedError
     from xpnet.keras._missing import missing
 
     raise missing("models", name)

@@ -10,7 +10,7 @@ __all__ = ["get_registered_name", "get_registered_object", "load_model",
            "register_keras_serializable", "save_model"]
 
 
-def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+def __getattr__(name):  # a Keras name xpnet lacks raises NotImplementedError
     from xpnet.keras._missing import missing
 
     raise missing("saving", name)

@@ -10,7 +10,7 @@ __all__ = list(_utils_all) + ["get_registered_name", "get_registered_object",
                               "register_keras_serializable"]
 
 
-def __getattr__(name):  # branch trainer: Keras names xpnet lacks raise NotImplementedError
+def __getattr__(name):  # a Keras name xpnet lacks raises NotImplementedError
     from xpnet.keras._missing import missing
 
     raise missing("utils", name)

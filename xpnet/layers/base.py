@@ -395,7 +395,7 @@ class Layer:
         gives ``{"rng": ..., "seed_generators": {attribute: state}}``."""
         own = None if self._rng is None else self._rng.get_state()
         seeds = {}
-        for k, gen in self._seed_generators():  # gen-branch fix: SeedGenerators were left out
+        for k, gen in self._seed_generators():  # SeedGenerators held as attributes too
             if gen._rng is None and self.backend is not None:
                 gen._rng = self.backend.rng(gen._seed)
             if gen._rng is not None:

@@ -8,7 +8,7 @@ from xpnet.optimizers import __all__ as _all
 __all__ = list(_all) + ["LossScaleOptimizer", "schedules"]
 
 
-def __getattr__(name):  # branch metrics: a Keras name xpnet lacks raises NotImplementedError
+def __getattr__(name):  # a Keras name xpnet lacks raises NotImplementedError
     from xpnet import optimizers as _impl
 
     return getattr(_impl, name)
