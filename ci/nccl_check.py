@@ -16,7 +16,7 @@ import numpy as np
 from xpnet import distributed
 from xpnet import keras
 from xpnet.distributed.comm import world
-from xpnet.distributed.nccl import device_comm
+from xpnet.kernels.nccl import device_comm
 
 distributed.set_distribution(distributed.DataParallel())  # picks GPU local_rank % count
 comm = world()

@@ -17,8 +17,8 @@ import time
 from xpnet import optimizers
 from xpnet.applications_detection import faster_rcnn
 from xpnet.applications_detection import small_backbone
-from xpnet.detection.data import CLASS_NAMES
-from xpnet.detection.data import load_shapes
+from xpnet.datasets.shapes import CLASS_NAMES
+from xpnet.datasets.shapes import load_shapes
 from xpnet.detection.metrics import coco_evaluate
 
 

@@ -8,8 +8,8 @@ from harness import assert_grad_close
 from harness import check_loss
 from harness import numerical_grad
 
-from xpnet.detection.data import load_shapes
-from xpnet.detection.data import synthetic_shapes
+from xpnet.datasets.shapes import load_shapes
+from xpnet.datasets.shapes import synthetic_shapes
 from xpnet.detection.losses import SmoothL1
 from xpnet.detection.losses import box_head_loss
 from xpnet.detection.losses import rpn_loss

@@ -1,5 +1,6 @@
 """Region-based object detection: box operations (:mod:`xpnet.detection.boxes`), training
-targets, losses, the region proposal network, COCO AP and a synthetic data set. The
+targets, losses, the region proposal network and COCO AP (the synthetic shapes data set is
+:mod:`xpnet.datasets.shapes`). The
 detector itself is :func:`xpnet.applications_detection.faster_rcnn`."""
 
 from xpnet.detection import boxes

@@ -74,7 +74,7 @@ def initialize(job_addresses=None, num_processes=None, process_id=None):
         raise ValueError(f"initialize: process_id={process_id}, but this process has rank "
                          f"{comm.rank}")
     if comm.size > 1 and os.environ.get("XPNET_BACKEND", "auto") in ("auto", "cuda", "gpu"):
-        from xpnet.distributed.nccl import select_device
+        from xpnet.kernels.nccl import select_device
 
         select_device(comm)
     if comm.local_size > 1 and not os.environ.get("XPNET_CPU_THREADS"):

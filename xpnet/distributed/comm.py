@@ -9,7 +9,7 @@ within ``$XPNET_DIST_TIMEOUT`` seconds raises :class:`DistributedError` naming t
 did not arrive, instead of hanging.
 
 Arrays of the CPU backend (NumPy) go through mpi4py's buffer interface; CuPy arrays go
-through NCCL (:mod:`xpnet.distributed.nccl`) when it is present, else through MPI when it is
+through NCCL (:mod:`xpnet.kernels.nccl`) when it is present, else through MPI when it is
 CUDA-aware, else through a host copy. No NumPy import: mpi4py takes any buffer.
 """
 

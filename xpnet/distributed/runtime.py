@@ -48,7 +48,7 @@ class Runtime:
         if module == "numpy":
             return self.world
         if module == "cupy":
-            from xpnet.distributed.nccl import device_comm
+            from xpnet.kernels.nccl import device_comm
 
             return device_comm(self.world)
         raise TypeError(f"xpnet.distributed: data parallelism runs on the 'cpu' and 'cuda' "
