@@ -142,7 +142,7 @@ class LossFunctionWrapper(Loss):
         return y_true
 
     def validate(self, y_true, output_shape):
-        if y_true.shape[0] is not None and len(y_true.shape) == 0:
+        if len(y_true.shape) == 0:
             raise ValueError(f"{self.name}: targets must have a batch axis")
 
     def call(self, y_true, y_pred):

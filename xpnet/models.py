@@ -227,9 +227,6 @@ class Model(Trainer, Layer):
         return map_structure(lambda t: tuple(t.shape), self._output_tree)
 
     # -- weights -------------------------------------------------------------------------
-    def _unique_layers(self):
-        return self._sublayers()
-
     def macs(self, input_shape=None):
         """Multiply-adds per sample of one forward pass, summed over the graph's nodes."""
         if self._graph is None:
@@ -555,28 +552,14 @@ def _output_shape(layer):
 
 
 def _build_node(node, backend):
-    """Build the layer of a node with several arguments from their symbolic shapes."""
-    layer = node.layer
-    if layer.built:
-        layer.build_on(backend, None if not node.args else
-                       map_structure(lambda t: tuple(t.shape) if hasattr(t, "shape") else t,
-                                     node.args[0]))
+    """Build the layer of a node from its arguments' symbolic shapes."""
+    def shape_of(t):
+        return tuple(t.shape) if hasattr(t, "shape") else t
+    if node.layer.built:
+        node.layer.build_on(backend, map_structure(shape_of, node.args[0]) if node.args
+                            else None)
         return
-    sig = calls.signature(layer, "build")
-    shape_params = [n for n in sig.positional if n.endswith("_shape")]
-    shapes = [map_structure(lambda t: tuple(t.shape) if hasattr(t, "shape") else t, a)
-              for a in node.args]
-    if len(shape_params) > 1:
-        fsig = calls.signature(layer, "call" if calls.is_call_based(layer) else "forward")
-        named = dict(zip(fsig.positional, node.args))
-        named.update(node.kwargs)
-        kw = {n: map_structure(lambda t: tuple(t.shape), named[n[:-6]])
-              for n in shape_params if named.get(n[:-6]) is not None}
-        layer.backend = backend
-        calls.run_build(layer, None, kw)
-        layer.built = True
-        return
-    layer.build_on(backend, shapes[0] if shapes else None)
+    calls.build_from_args(node.layer, backend, node.args, node.kwargs, shape_of)
 
 
 def _forward_masked(step, args, kwargs, masks, training):

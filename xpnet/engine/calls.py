@@ -86,17 +86,12 @@ def is_call_based(layer):
 
 # -- building ------------------------------------------------------------------------------
 def run_build(layer, input_shape, shape_kwargs=None):
-    """``layer.build`` with the layer on the call stack (so layers built inside it find
-    the backend)."""
-    st = state()
-    st.stack.append(layer)
-    try:
-        if shape_kwargs:
-            layer.build(**shape_kwargs)
-        else:
-            layer.build(input_shape)
-    finally:
-        st.stack.pop()
+    """``layer.build`` (a subclass's ``build`` puts the layer on the call stack itself, so
+    layers built inside it find the backend; see ``Layer.__init_subclass__``)."""
+    if shape_kwargs:
+        layer.build(**shape_kwargs)
+    else:
+        layer.build(input_shape)
 
 
 def run_build_body(layer, build, args, kwargs):
@@ -126,21 +121,25 @@ def _build_for_call(layer, args, kwargs):
         raise TypeError(f"{layer.name}: called without an array input; got {args!r}")
     from xpnet.backend import backend_of
 
-    backend = backend_of(first)
-    sig = signature(layer, "build")
-    shape_params = [n for n in sig.positional if n.endswith("_shape")]
-    call_sig = signature(layer, "call" if is_call_based(layer) else "forward")
-    if len(shape_params) > 1:  # build(query_shape, value_shape, ...): by the call's names
+    build_from_args(layer, backend_of(first), args, kwargs, _shape_of)
+
+
+def build_from_args(layer, backend, args, kwargs, shape_of):
+    """Build ``layer`` for a call on ``args``/``kwargs`` (arrays or symbolic tensors;
+    ``shape_of`` gives each one's shape): ``build(input_shape)`` from the first argument, or
+    ``build(query_shape, value_shape, ...)`` matched to the call's argument names."""
+    shape_params = [n for n in signature(layer, "build").positional if n.endswith("_shape")]
+    if len(shape_params) > 1:
+        call_sig = signature(layer, "call" if is_call_based(layer) else "forward")
         named = dict(zip(call_sig.positional, args))
         named.update(kwargs)
-        shape_kwargs = {n: map_structure(_shape_of, named[n[:-6]])
+        shape_kwargs = {n: map_structure(shape_of, named[n[:-6]])
                         for n in shape_params if named.get(n[:-6]) is not None}
         layer.backend = backend
         run_build(layer, None, shape_kwargs)
         layer.built = True
         return
-    shape = map_structure(_shape_of, args[0]) if args else None
-    layer.build_on(backend, shape)
+    layer.build_on(backend, map_structure(shape_of, args[0]) if args else None)
 
 
 def move_to_backend(layer, backend):

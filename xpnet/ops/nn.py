@@ -139,6 +139,3 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     return _loss_op("sparse_categorical_crossentropy",
                     losses.SparseCategoricalCrossentropy(from_logits=from_logits), target,
                     output)
-
-
-tanh = tanh
