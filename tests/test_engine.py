@@ -359,3 +359,31 @@ def test_an_output_mask_reaches_the_loss_as_keras_applies_it():
         model.compile("sgd", loss="mse")
         # valid squared errors: (2-1)^2, (2-1)^2, (1-0)^2 -> mean 1.0 (padding ignored)
         assert model.evaluate(x, y, verbose=0) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_subclassed_and_call_layer_models_train_on_strict_with_a_short_last_batch():
+    """array-api-strict (every NumPy call fails): 23 samples at batch 8 leave a last batch of
+    7; a subclassed model and a functional model holding a call() layer both train."""
+    from conftest import make_backend
+
+    strict = make_backend("strict")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((23, 5)).astype(np.float32)
+    y = (x[:, :1] - x[:, 1:2]).astype(np.float32)
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__(backend=strict)
+            self.block = Block()
+            self.out = layers.Dense(1)
+
+        def call(self, x):
+            return self.out(self.block(x))
+
+    inp = keras.Input(shape=(5,))
+    functional = keras.Model(inp, layers.Dense(1)(Linear(4)(inp)), backend=strict)
+    for model in (Sub(), functional):
+        model.compile(keras.optimizers.Adam(0.01), loss="mse")
+        hist = model.fit(x, y, batch_size=8, epochs=6, verbose=0)
+        assert hist.history["loss"][-1] < hist.history["loss"][0]
+        assert model.predict(x, batch_size=8, verbose=0).shape == (23, 1)
