@@ -162,3 +162,29 @@ def test_names_and_configs():
 
     with pytest.raises(NotImplementedError, match="keras.losses.CTC"):
         getattr(keras.losses, "CTC")  # noqa: B009
+
+
+@pytest.mark.parametrize("name", ["binary_crossentropy", "categorical_crossentropy",
+                                  "sparse_categorical_crossentropy", "mean_squared_error"])
+def test_function_form_on_the_tape(name):
+    # keras.losses.binary_crossentropy(y, model(x)) inside a GradientTape: per-sample
+    # values, and the gradient the class form gives
+    import xpnet
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, (5, 3))
+    p = p / p.sum(-1, keepdims=True)
+    t = {"binary_crossentropy": _labels01((5, 3)), "mean_squared_error": rng.random((5, 3)),
+         "categorical_crossentropy": np.eye(3)[rng.integers(0, 3, 5)],
+         "sparse_categorical_crossentropy": rng.integers(0, 3, 5)}[name]
+    grads = []
+    for per_sample, fn in ((True, getattr(losses, name)), (False, losses.get(name))):
+        v = xpnet.Variable(p.copy())
+        with xpnet.GradientTape() as tape:
+            values = fn(t, v)
+            total = xpnet.ops.sum(values)
+        grads.append(np.asarray(tape.gradient(total, v)))
+        assert tuple(values.shape) == ((5,) if per_sample else ())
+    scale = 5.0  # the class form's mean over the 5 samples
+    np.testing.assert_allclose(grads[0], grads[1] * scale, rtol=1e-6)  # float32 Variables
+    assert np.abs(grads[0]).max() > 0

@@ -517,8 +517,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
 def _function(cls, name):
     def loss(y_true, y_pred, **kwargs):
-        obj = cls(**kwargs)
-        return obj.call(obj.prepare(_like(y_true, y_pred), y_pred), y_pred)
+        # the unreduced call, so a traced ``y_pred`` records one op with the loss's gradient
+        return cls(reduction="none", **kwargs)(y_true, y_pred)
 
     loss.__name__ = name
     loss.__doc__ = f"Per-sample values of :class:`{cls.__name__}`."
