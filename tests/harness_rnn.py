@@ -27,7 +27,21 @@ def holders_of(layer):
 
 
 def _as_list(y):
-    return list(y) if isinstance(y, (list, tuple)) else [y]
+    """The arrays of a (possibly nested) list or tuple of outputs, in order."""
+    if isinstance(y, (list, tuple)):
+        return [a for part in y for a in _as_list(part)]
+    return [y]
+
+
+def _pack(like, flat):
+    """``flat`` (arrays in ``_as_list`` order) in the structure of ``like``."""
+    flat = list(flat)
+
+    def take(node):
+        if isinstance(node, (list, tuple)):
+            return type(node)(take(n) for n in node)
+        return flat.pop(0)
+    return take(like)
 
 
 def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
@@ -50,8 +64,8 @@ def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
         return backend.asarray(a) if int_x else backend.asarray(a, dtype=xp.float64)
 
     def to_dev(kw):
-        return {k: [backend.asarray(a, dtype=xp.float64) for a in v] if isinstance(v, list)
-                else backend.asarray(v, dtype=xp.float64) for k, v in kw.items()}
+        return {k: _pack(v, [backend.asarray(a, dtype=xp.float64) for a in _as_list(v)])
+                for k, v in kw.items()}
 
     def run(x, kw):
         if restore is not None:
@@ -66,7 +80,7 @@ def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
     ys = _as_list(y)
     rs = [rng.standard_normal(tuple(a.shape)) for a in ys]
     dys = [backend.asarray(r, dtype=xp.float64) for r in rs]
-    out = layer.backward(ctx, dys if isinstance(y, (list, tuple)) else dys[0])
+    out = layer.backward(ctx, _pack(y, dys) if isinstance(y, (list, tuple)) else dys[0])
     dx, dkw = (out.args, out.kwargs) if isinstance(out, InputGrads) else (out, {})
     analytic = {(h, k): backend.to_numpy(h.grads[k]).copy() for h in holders for k in h.grads}
 
@@ -79,13 +93,13 @@ def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
         dirs, derivs = numerical_grad(lambda v: objective(v, kwargs_host), x_host, rng)
         assert_grad_close(backend.to_numpy(dx), dirs, derivs, f"{layer.name}: d/d input")
     for name, value in kwargs_host.items():
-        parts = value if isinstance(value, list) else [value]
-        got = dkw[name] if isinstance(value, list) else [dkw[name]]
+        parts = _as_list(value)  # a list of states may nest (a stack's, one list per cell)
+        got = _as_list(dkw[name])
+        assert len(got) == len(parts), f"{layer.name}: d/d {name} has {len(got)} parts"
         for i, part in enumerate(parts):
             def f(v, i=i, name=name, parts=parts, value=value):
                 kw = dict(kwargs_host)
-                kw[name] = [v if j == i else p for j, p in enumerate(parts)] \
-                    if isinstance(value, list) else v
+                kw[name] = _pack(value, [v if j == i else p for j, p in enumerate(parts)])
                 return objective(x_host, kw)
             dirs, derivs = numerical_grad(f, part, rng)
             assert_grad_close(backend.to_numpy(got[i]), dirs, derivs,

@@ -45,6 +45,17 @@ def test_cell_one_step(backend, name):
     ys = check_call(backend, cell, rng.uniform(-1, 1, (B, F)), {"states": states},
                     training=True)
     assert len(ys) == 1 + cell.n_states
+    # Keras's structure: cell(x, states) -> (h, new_states), new_states a list as states was
+    # (one array given to a one-state cell: one array back)
+    x = backend.asarray(rng.uniform(-1, 1, (B, F)), dtype=backend.xp.float64)
+    s = [backend.asarray(a, dtype=backend.xp.float64) for a in states]
+    h, new = cell(x, s)
+    assert isinstance(new, list) and len(new) == cell.n_states
+    np.testing.assert_array_equal(backend.to_numpy(h), backend.to_numpy(new[0]))
+    if cell.n_states == 1:
+        h1, new1 = cell(x, s[0])
+        assert not isinstance(new1, (list, tuple))
+        np.testing.assert_array_equal(backend.to_numpy(h1), backend.to_numpy(h))
     clone = type(cell).from_config(cell.get_config())
     assert clone.get_config() | {"name": None} == cell.get_config() | {"name": None}
 
@@ -72,11 +83,18 @@ def test_stacked_cells_gradients(backend):
     rnn.build_on(backend, (None, T, F))
     _randomize(backend, cells)
     rng = np.random.default_rng(2)
-    states = [rng.uniform(-1, 1, (B, n)) for n in (3, 3, 3, 2)]
+    # Keras nests a stack's states, one list per cell, in initial_state and return_state
+    states = [[rng.uniform(-1, 1, (B, 3)), rng.uniform(-1, 1, (B, 3))],
+              [rng.uniform(-1, 1, (B, 3))], [rng.uniform(-1, 1, (B, 2))]]
     ys = check_call(backend, rnn, rng.uniform(-1, 1, (B, T, F)), {"initial_state": states},
                     const_kwargs={"mask": backend.asarray(_mask())})
     assert [tuple(y.shape) for y in ys] == [(B, T, 2), (B, 3), (B, 3), (B, 3), (B, 2)]
-    assert isinstance(rnn.cell, StackedRNNCells) and rnn.cell.state_size == [3, 3, 3, 2]
+    x = backend.asarray(rng.uniform(-1, 1, (B, T, F)), dtype=backend.xp.float64)
+    out = rnn(x)
+    assert len(out) == 4 and [len(s) for s in out[1:]] == [2, 1, 1]
+    assert isinstance(rnn.cell, StackedRNNCells) and rnn.cell.state_size == [[3, 3], 3, 2]
+    assert rnn.compute_output_shape((B, T, F)) == [(B, T, 2), [(B, 3), (B, 3)], [(B, 3)],
+                                                   [(B, 2)]]
     clone = RNN.from_config(rnn.get_config())
     clone.build_on(backend, (None, T, F))
     assert [c.units for c in clone.cell.cells] == [3, 3, 2]
@@ -135,7 +153,7 @@ def test_own_cell_masking_matches_builtin_semantics(backend):
             self.inner.build_on(self.backend, shape)
 
         def forward(self, x, training=False, states=None):
-            return self.inner.forward(x, training, states=states)
+            return self.inner.forward(x, states, training)
 
         def backward(self, ctx, dy, need_dx=True):
             return self.inner.backward(ctx, dy)
@@ -217,6 +235,13 @@ def test_stacked_cells_one_step(backend):
     stack.build_on(backend, (None, F))
     _randomize(backend, cells)
     rng = np.random.default_rng(6)
-    states = [rng.uniform(-1, 1, (B, n)) for n in (3, 3, 2)]
+    states = [[rng.uniform(-1, 1, (B, 3)), rng.uniform(-1, 1, (B, 3))],
+              [rng.uniform(-1, 1, (B, 2))]]
     ys = check_call(backend, stack, rng.uniform(-1, 1, (B, F)), {"states": states})
     assert [tuple(y.shape) for y in ys] == [(B, 2), (B, 3), (B, 3), (B, 2)]
+    assert stack.state_size == [[3, 3], 2]
+    # called as Keras calls it: (output, one list of states per cell)
+    put = lambda a: backend.asarray(a, dtype=backend.xp.float64)  # noqa: E731
+    out, new = stack(put(rng.uniform(-1, 1, (B, F))), [[put(a) for a in s] for s in states])
+    assert tuple(out.shape) == (B, 2) and [len(s) for s in new] == [2, 1]
+    np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(new[1][0]))

@@ -332,6 +332,12 @@ def _align_grads(layer, g, args, n_args, kw_counts):
     kw_grads = {}
     if isinstance(g, InputGrads):
         g, kw_grads = g.args, g.kwargs
+        # a backward names its keyword gradients by parameter; the caller may have given
+        # those arguments by position (Keras's ``cell(x, states)``)
+        by_position = signature(layer, "forward").positional[1:len(args)]
+        if len(args) > 1 and by_position and all(n in kw_grads for n in by_position):
+            kw_grads = dict(kw_grads)
+            g = [g] + [kw_grads.pop(n) for n in by_position]
     if g is None:
         flat = [None] * n_args
     else:

@@ -1,11 +1,13 @@
 """RNN(cell): cells as layers, a stack of cells, and the layer that runs any cell over time.
 
 Built-in cells (``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``) and stacks of them run through
-the same sequence code as ``LSTM`` & co. (one input product, a fused pass per step). Any
-other cell runs step by step through its own contract: ``forward(x_t, training, states=...)
--> ([output, *new_states], ctx)`` and ``backward(ctx, [d_output, *d_new_states]) ->
-InputGrads(args=dx_t, kwargs={"states": [...]})`` (a cell written as ``call()`` over
-``keras.ops`` needs the define-by-run engine: see the report of issue 12).
+the same sequence code as ``LSTM`` & co. (one input product, a fused pass per step); called
+alone, they answer as Keras's cells do: ``cell(x, states) -> (output, new_states)``, and a
+stack's states nest one list per cell (also in ``RNN``'s ``initial_state`` and
+``return_state``). Any other cell runs step by step (:mod:`xpnet.layers.rnn_steps`): one
+written with ``call()`` over ``keras.ops`` on the tape, or one written to the layer contract,
+``forward(x_t, training, states=...) -> ([output, *new_states], ctx)`` and ``backward(ctx,
+[d_output, *d_new_states]) -> InputGrads(args=dx_t, kwargs={"states": [...]})``.
 """
 
 from xpnet.backend import namespace
@@ -21,8 +23,10 @@ __all__ = ["SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN"]
 
 
 class _Cell(Layer):
-    """One step of a built-in cell as a layer: ``forward(x, training, states)`` gives
-    ``[h, *new_states]`` (Keras's ``cell(inputs, states)``)."""
+    """One step of a built-in cell as a layer, called as Keras calls a cell:
+    ``cell(x, states) -> (h, new_states)``; ``new_states`` is ``[h, c]`` for an LSTM cell,
+    and for the one-state cells ``[h]`` when ``states`` came as a list (one array: one
+    array back)."""
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform",
@@ -46,21 +50,25 @@ class _Cell(Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
 
-    def forward(self, x, training=False, states=None):
+    def forward(self, x, states=None, training=False):
         xp = namespace(x)
+        listed = states is None or isinstance(states, (list, tuple))
         if states is None:
             states = [xp.zeros((x.shape[0], self.units), dtype=x.dtype,
                                device=self.backend.device) for _ in range(self.n_states)]
-        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        states = list(states) if listed else [states]
         run = self.run_sequence(xp, x[None, ...], states, None, training)
-        return [run["hs"][1, ...]] + run["finals"], run
+        new = run["finals"] if listed else run["finals"][0]
+        return (run["hs"][1, ...], new), dict(run, listed=listed)
 
     def backward(self, ctx, dy, need_dx=True):
         xp = namespace(ctx["hs"])
-        dys = list(dy) + [None] * (1 + self.n_states - len(dy))
-        dseq = None if dys[0] is None else dys[0][None, ...]
-        dxt, d0 = self.backward_sequence(xp, ctx, dseq, dys[1:], None, need_dx)
-        return InputGrads(args=None if dxt is None else dxt[0, ...], kwargs={"states": d0})
+        d_out, d_new = dy
+        d_new = list(d_new) if ctx["listed"] else [d_new]
+        dseq = None if d_out is None else d_out[None, ...]
+        dxt, d0 = self.backward_sequence(xp, ctx, dseq, d_new, None, need_dx)
+        return InputGrads(args=None if dxt is None else dxt[0, ...],
+                          kwargs={"states": d0 if ctx["listed"] else d0[0]})
 
     def get_config(self):
         return {**Layer.get_config(self), **self.cell_config()}
@@ -103,8 +111,9 @@ def _deserialize(entry):
 
 
 class StackedRNNCells(Layer):
-    """Cells applied one after the other at every step; states are the cells' states in
-    order, flattened (``[h1, c1, h2, ...]``; Keras nests them per cell)."""
+    """Cells applied one after the other at every step, as Keras's: ``stack(x, states) ->
+    (output, new_states)`` with one entry of ``states`` per cell (that cell's list, or its
+    one array), and a stack of one cell behaving as that cell."""
 
     def __init__(self, cells, **kwargs):
         super().__init__(**kwargs)
@@ -115,7 +124,7 @@ class StackedRNNCells(Layer):
 
     @property
     def state_size(self):
-        return [c.units for c in self.cells for _ in range(c.n_states)]
+        return [c.state_size for c in self.cells]
 
     @property
     def output_size(self):
@@ -127,29 +136,33 @@ class StackedRNNCells(Layer):
             c.build_on(self.backend, (None, width))
             width = c.units
 
-    def forward(self, x, training=False, states=None):
-        """One step through every cell: ``[output, *new_states]`` (states flattened)."""
+    def forward(self, x, states=None, training=False):
         xp = namespace(x)
         if states is None:
-            states = [xp.zeros((x.shape[0], n), dtype=x.dtype, device=self.backend.device)
-                      for n in self.state_size]
-        states, ctxs, new = list(states), [], []
-        for c in self.cells:
-            ys, ctx = c.forward(x, training, states=states[:c.n_states])
-            states = states[c.n_states:]
+            states = [[xp.zeros((x.shape[0], c.units), dtype=x.dtype,
+                                device=self.backend.device)
+                       for _ in range(c.n_states)] for c in self.cells]
+        per_cell = [states] if len(self.cells) == 1 else list(states)
+        if len(per_cell) != len(self.cells):
+            raise ValueError(f"{self.name}: states must hold one entry per cell "
+                             f"({len(self.cells)}). Received: {len(per_cell)}")
+        ctxs, new = [], []
+        for c, s in zip(self.cells, per_cell):
+            (x, s_new), ctx = c.forward(x, s, training)
             ctxs.append(ctx)
-            x, new = ys[0], new + list(ys[1:])
-        return [x] + new, ctxs
+            new.append(s_new)
+        return (x, new[0] if len(self.cells) == 1 else new), ctxs
 
     def backward(self, ctxs, dy, need_dx=True):
-        dys = list(dy) + [None] * (1 + len(self.state_size) - len(dy))
-        d_out, d_states, d0 = dys[0], dys[1:], []
-        for c, ctx in zip(reversed(self.cells), reversed(ctxs)):
-            mine, d_states = d_states[len(d_states) - c.n_states:], \
-                d_states[:len(d_states) - c.n_states]
-            g = c.backward(ctx, [d_out] + mine)
-            d_out, d0 = g.args, list(g.kwargs["states"]) + d0
-        return InputGrads(args=d_out, kwargs={"states": d0})
+        d_out, d_new = dy
+        d_new = [d_new] if len(self.cells) == 1 else list(d_new)
+        d0 = []
+        for c, ctx, d in zip(reversed(self.cells), reversed(ctxs), reversed(d_new)):
+            g = c.backward(ctx, (d_out, d))
+            d_out = g.args
+            d0.insert(0, g.kwargs["states"])
+        return InputGrads(args=d_out, kwargs={"states": d0[0] if len(self.cells) == 1
+                                              else d0})
 
     def get_config(self):
         return {**super().get_config(), "cells": [_serialize(c) for c in self.cells]}
@@ -201,19 +214,71 @@ class RNN(SequenceDriver, Layer):
     def build(self, input_shape):
         self.cell.build_on(self.backend, (None, input_shape[-1]))
 
-    def forward(self, x, training=False, initial_state=None, mask=None):
-        if self.cores():
-            return super().forward(x, training, initial_state, mask)
-        from xpnet.layers.rnn_steps import forward_steps
+    # -- Keras's nesting of a stack's states: one list per cell ----------------------------
+    def _groups(self):
+        """The number of states of each cell of a stack of several cells, else None."""
+        if isinstance(self.cell, StackedRNNCells) and len(self.cell.cells) > 1:
+            return [c.n_states for c in self.cell.cells]
+        return None
 
-        return forward_steps(self, x, training, initial_state, mask)
+    def _nest(self, flat):
+        out, i = [], 0
+        for n in self._groups():
+            out.append(list(flat[i:i + n]))
+            i += n
+        return out
+
+    def _flat(self, nested):
+        out = []
+        for n, part in zip(self._groups(), nested):
+            part = [None] * n if part is None else part
+            out += list(part) if isinstance(part, (list, tuple)) else [part]
+        return out
+
+    def _nested_states(self, states):
+        return self._groups() is not None and isinstance(states, (list, tuple)) and any(
+            isinstance(s, (list, tuple)) for s in states)
+
+    def compute_output_shape(self, input_shape):
+        shapes = super().compute_output_shape(input_shape)
+        if self.return_state and self._groups():
+            return [shapes[0]] + self._nest(shapes[1:])
+        return shapes
+
+    def compute_mask(self, x, mask=None):
+        masks = super().compute_mask(x, mask)
+        if self.return_state and self._groups():
+            return [masks[0]] + self._nest(masks[1:])
+        return masks
+
+    def forward(self, x, training=False, initial_state=None, mask=None):
+        nested = self._nested_states(initial_state)
+        if nested:
+            initial_state = self._flat(initial_state)
+        if self.cores():
+            y, ctx = super().forward(x, training, initial_state, mask)
+        else:
+            from xpnet.layers.rnn_steps import forward_steps
+
+            y, ctx = forward_steps(self, x, training, initial_state, mask)
+        if self.return_state and self._groups():
+            y = [y[0]] + self._nest(y[1:])
+        ctx["nested_initial"] = nested
+        return y, ctx
 
     def backward(self, ctx, dy, need_dx=True):
+        if self.return_state and self._groups():
+            dy = [dy[0]] + self._flat(dy[1:])
         if "steps" not in ctx:
-            return super().backward(ctx, dy, need_dx)
-        from xpnet.layers.rnn_steps import backward_steps
+            g = super().backward(ctx, dy, need_dx)
+        else:
+            from xpnet.layers.rnn_steps import backward_steps
 
-        return backward_steps(self, ctx, dy)
+            g = backward_steps(self, ctx, dy)
+        if ctx["nested_initial"] and isinstance(g, InputGrads):
+            g = InputGrads(args=g.args, kwargs={"initial_state": self._nest(
+                g.kwargs["initial_state"])})
+        return g
 
     def get_config(self):
         return {**super().get_config(), **self.driver_config(), "cell": _serialize(self.cell)}

@@ -5,9 +5,10 @@ carried and the output is the previous output, ``states[0]``, or 0 with
 
 Two kinds of cells: one written to xpnet's layer contract (``forward(x, training,
 states=...) -> ([output, *new_states], ctx)``, ``backward`` returning
-``InputGrads(dx, {"states": [...]})``), and a Keras cell written as ``call(inputs, states,
-training)`` over ``keras.ops`` returning ``(output, new_states)``, which runs on the
-define-by-run engine's tape (one tape per step; its backward walks that tape).
+``InputGrads(dx, {"states": [...]})``), and one answering as Keras's cells do, ``(output,
+new_states)``: a Keras cell written as ``call(inputs, states, training)`` over ``keras.ops``,
+which runs on the define-by-run engine's tape (one tape per step; its backward walks that
+tape), or a built-in cell that the fused path did not take (inside a cell of one's own).
 """
 
 from xpnet.backend import namespace
@@ -22,11 +23,14 @@ def forward_steps(layer, x, training, initial_state, mask):
     xt, m = layer._time_major(xp, x, mask)
     states = layer._initial(xp, x.shape[0], x.dtype, initial_state)
     ctxs, outs = [], []
-    call_based = is_call_based(layer.cell)
+    keras_style = is_call_based(layer.cell)
     nested = True
     for t in range(xt.shape[0]):
         ys, ctx = layer.cell.forward(xt[t, ...], training=training, states=states)
-        if call_based:  # Keras's (output, new_states); new_states a list or one tensor
+        if t == 0 and not keras_style:  # a built-in cell answers as Keras's do
+            keras_style = isinstance(ys, tuple) and len(ys) == 2 and isinstance(
+                ys[1], (list, tuple))
+        if keras_style:  # Keras's (output, new_states); new_states a list or one tensor
             out, new = ys[0], ys[1]
             nested = isinstance(new, (list, tuple))
             new = list(new) if nested else [new]
@@ -44,7 +48,7 @@ def forward_steps(layer, x, training, initial_state, mask):
         layer.states = [xp.asarray(s, copy=True) for s in states]
     y = xp.permute_dims(seq, (1, 0, 2)) if layer.return_sequences else seq[-1, ...]
     ctx = {"steps": ctxs, "m": m, "given": initial_state is not None, "like": seq,
-           "n_states": len(states), "call_based": call_based, "nested": nested,
+           "n_states": len(states), "keras_style": keras_style, "nested": nested,
            "states_like": [xp.zeros_like(s) for s in states]}
     return ([y] + states if layer.return_state else y), ctx
 
@@ -91,7 +95,7 @@ def backward_steps(layer, ctx, dy):
 
 def _cell_dy(ctx, seq, d_out, d_states):
     """The cotangent in the structure the cell's output had."""
-    if not ctx["call_based"]:
+    if not ctx["keras_style"]:
         return [d_out] + d_states
     xp = namespace(seq)
     d_out = xp.zeros_like(seq[0, ...]) if d_out is None else d_out
