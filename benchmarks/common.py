@@ -35,3 +35,17 @@ def write_json(path, payload):
     if path:
         with open(path, "w") as f:
             json.dump(payload, f, indent=2)
+
+
+def blas():
+    """The BLAS libraries NumPy loaded and the kernels they run ("openblas 0.3.31 SkylakeX").
+
+    This machine's environment pins ``OPENBLAS_CORETYPE=Haswell`` (with ``OPENBLAS_L2_SIZE``)
+    for old OpenBLAS builds; a user's NumPy runs its AVX-512 kernels here. Benchmarks that
+    compare with PyTorch run under ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE``, and print
+    this so the kernel is on record.
+    """
+    from threadpoolctl import threadpool_info
+
+    return [f"{m['internal_api']} {m.get('version')} {m.get('architecture')}"
+            for m in threadpool_info() if m["user_api"] == "blas"]

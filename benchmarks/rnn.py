@@ -12,6 +12,8 @@ PyTorch runs on ``--threads`` threads (2), and in the ``*_1t`` configurations on
 (on a shared machine its two OpenMP threads can lose 10x to a busy second core); xpnet as
 ``fit`` runs it.
 
+Run it under ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` (see ``common.blas``).
+
 ``profile``: where an xpnet LSTM training step spends its time (cProfile over ``fit`` on
 one thread, grouped: recurrent products, fused cell kernels, input products and
 weight gradients, optimizer, the rest).
@@ -28,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from common import blas  # noqa: E402
 from common import fmt  # noqa: E402
 from common import mnist_split  # noqa: E402
 from common import summarize  # noqa: E402
@@ -127,6 +130,7 @@ def bench_epoch(rounds, epochs, batch, names, threads):
     if mnist_split(flat=False) is None:
         print("  MNIST test set not found; set XPNET_MNIST to its directory")
         return None
+    print(f"  BLAS: {', '.join(blas())}", flush=True)
     medians, accs = {k: [] for k in names}, {k: [] for k in names}
     for r in range(rounds):
         for name in names:
