@@ -1,6 +1,7 @@
 """``numba.njit`` LSTM and GRU cell kernels for NumPy arrays: the gates, the state update,
 their derivatives and the mask in one call per step, writing into the caller's
-preallocated per-step buffers.
+preallocated per-step buffers; and the LSTM's whole recurrence in one call (each step's
+product through Numba's ``np.dot``, i.e. SciPy's BLAS, then the step kernel).
 
 Each row runs as a few short loops that each write one array: LLVM vectorizes a loop only
 while its runtime alias checks stay few, and one loop writing gates, c and h at once ran
@@ -11,10 +12,18 @@ for gradient checks. The equations are those of ``_recurrent_math`` (the CUDA ke
 and, as array-API code, ``recurrent.py``'s reference).
 """
 
+import warnings
+
 import numba
 import numpy as np
 
 from xpnet.kernels import _recurrent_math as rm
+
+
+# The sequence kernels take row ranges of the time-major buffers (``[:, i:j]``, one per
+# thread): each step's slice is contiguous, but Numba types it as any-layout and warns.
+warnings.filterwarnings("ignore", message=r"np\.vdot\(\) is faster on contiguous arrays",
+                        category=numba.NumbaPerformanceWarning)
 
 
 def _inline(f):
@@ -131,6 +140,29 @@ def _make(tanh, sigmoid, one, suffix):
         name = f.__name__
         f.__name__ = f.__qualname__ = f"{name}_{suffix}"
         out[name] = _jit(f)
+    step_forward, step_backward = out["lstm_forward"], out["lstm_backward"]
+
+    def lstm_forward_seq(xz, kernel, m, gates, cs, hs, rz):
+        for t in range(xz.shape[0]):
+            np.dot(hs[t], kernel, rz)
+            step_forward(xz[t], rz, cs[t], hs[t], m[t], gates[t], cs[t + 1], hs[t + 1])
+
+    def lstm_backward_seq(dseq, has_dseq, dh, dc, kernel_t, m, gates, cs, dz, dr):
+        for t in range(gates.shape[0] - 1, -1, -1):
+            if has_dseq:
+                for b in range(dh.shape[0]):
+                    for j in range(dh.shape[1]):
+                        dh[b, j] += dseq[t, b, j]
+            step_backward(dh, dc, gates[t], cs[t + 1], cs[t], m[t], dz[t])
+            np.dot(dz[t], kernel_t, dr)
+            for b in range(dh.shape[0]):
+                for j in range(dh.shape[1]):
+                    dh[b, j] += dr[b, j]
+
+    for f in (lstm_forward_seq, lstm_backward_seq):
+        name = f.__name__
+        f.__name__ = f.__qualname__ = f"{name}_{suffix}"
+        out[name] = _jit(f)
     return out
 
 
@@ -163,3 +195,21 @@ def gru_backward(dh, gates, h_prev, m, dx, dr):
     """``dx`` (input part) and ``dr`` (recurrent part) of the pre-activations; ``dh``
     becomes the part of dL/dh reaching ``h_prev`` directly (in place)."""
     _kernels(dh)["gru_backward"](dh, gates, h_prev, m, dx, dr)
+
+
+def lstm_forward_seq(xz, kernel, mask, gates, cs, hs):
+    """Every step of :func:`lstm_forward` with its recurrent product ``hs[t] @ kernel`` in
+    one call (Numba's ``np.dot``: BLAS without a Python round trip a step). ``mask`` is a
+    bool ``(T, B)`` array; buffers as in :mod:`xpnet.kernels.recurrent`."""
+    rz = np.empty((hs.shape[1], kernel.shape[1]), dtype=hs.dtype)
+    _kernels(xz)["lstm_forward_seq"](xz, kernel, mask, gates, cs, hs, rz)
+
+
+def lstm_backward_seq(dseq, dh, dc, kernel, mask, gates, cs, dz):
+    """Every step of :func:`lstm_backward` in reverse with ``dz[t] @ kernel.T`` added to
+    ``dh``; ``dseq (T, B, u)`` (or None) joins ``dh`` at each step. ``dh`` and ``dc`` are
+    updated in place into the initial state's gradients."""
+    dr = np.empty_like(dh)
+    has = dseq is not None
+    _kernels(dh)["lstm_backward_seq"](dseq if has else dh[None], has, dh, dc,
+                                      np.ascontiguousarray(kernel.T), mask, gates, cs, dz, dr)

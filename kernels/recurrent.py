@@ -25,7 +25,8 @@ from xpnet.kernels import enabled
 from xpnet.kernels import threads
 
 __all__ = ["lstm_forward_step", "lstm_backward_step", "gru_forward_step",
-           "gru_backward_step", "fused", "over_batch"]
+           "gru_backward_step", "fused", "over_batch", "lstm_sequence",
+           "lstm_forward_sequence", "lstm_backward_sequence"]
 
 _MODULES = {}
 
@@ -148,6 +149,40 @@ def lstm_backward_step(t, dh, dc, mask, gates, cs, dz, activation="tanh",
     if m is None:
         return xp.zeros_like(dh), dc_prev
     return xp.where(m, 0.0, dh), dc_prev + xp.where(m, 0.0, dc)
+
+
+def lstm_sequence(xp, activation, recurrent_activation, dtype):
+    """Whether :func:`lstm_forward_sequence` and :func:`lstm_backward_sequence` take this
+    LSTM (NumPy with the fused kernels); otherwise the caller loops over the steps."""
+    return fused(xp, activation, recurrent_activation, dtype) == "cpu"
+
+
+def _mask_seq(xp, mask, t, b):
+    if mask is not None:
+        return mask
+    key = ("seq", t, b)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = xp.ones((t, b), dtype=xp.bool)
+    return ones
+
+
+def lstm_forward_sequence(xz, kernel, mask, gates, cs, hs):
+    """Every step of :func:`lstm_forward_step`, the recurrent products included, in one
+    njit call (see :func:`lstm_sequence`); ``kernel`` is the recurrent kernel."""
+    xp = namespace(xz)
+    _load("cpu").lstm_forward_seq(xz, kernel, _mask_seq(xp, mask, xz.shape[0], xz.shape[1]),
+                                  gates, cs, hs)
+
+
+def lstm_backward_sequence(dseq, dh, dc, kernel, mask, gates, cs, dz):
+    """Every step of :func:`lstm_backward_step` in reverse, with ``dz[t] @ kernel.T`` added
+    to ``dh`` and ``dseq[t]`` (or None) joining it; ``dh``, ``dc`` (overwritten) end as the
+    initial state's gradients."""
+    xp = namespace(dh)
+    _load("cpu").lstm_backward_seq(dseq, dh, dc, kernel,
+                                   _mask_seq(xp, mask, gates.shape[0], gates.shape[1]),
+                                   gates, cs, dz)
 
 
 # -- GRU (reset_after=True) ------------------------------------------------------------

@@ -36,3 +36,56 @@ def test_other_activations_take_the_composition():
     assert recurrent.fused(xp, "tanh", "sigmoid") == "cpu"
     assert recurrent.fused(xp, "relu", "sigmoid") is None
     assert recurrent.fused(xp, "tanh", "hard_sigmoid") is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 3, 5), (5, 70, 9)])
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+def test_lstm_whole_sequence_kernel(njit, dtype, shape, scale):
+    """The one-call LSTM recurrence (products and cells in njit) against the Python step
+    loop and against the array-API composition: masks ending at different steps,
+    return_sequences, saturated gates, and rows split over two threads (strided views)."""
+    from xpnet import kernels
+    from xpnet.backend import get_backend
+    from xpnet.kernels import threads
+    from xpnet.layers import LSTM
+
+    t, b, u = shape
+    rng = np.random.default_rng(4)
+    backend = get_backend("cpu")
+    layer = LSTM(u, return_sequences=True, dtype=np.dtype(dtype).name)
+    layer.build_on(backend, (None, t, 4))
+    for k in layer.params:
+        layer.params[k][...] = rng.uniform(-0.6, 0.6, layer.params[k].shape) * (
+            scale if k == "kernel" else 1.0)
+    x = rng.uniform(-1, 1, (b, t, 4)).astype(dtype)
+    mask = rng.uniform(size=(b, t)) < 0.8
+    mask[:, 0] = True
+    dy = rng.standard_normal((b, t, u)).astype(dtype)
+
+    def run():
+        layer.zero_grads()
+        y, ctx = layer.forward(x, mask=mask)
+        dx = layer.backward(ctx, dy)
+        return [y, dx] + [layer.grads[k].copy() for k in sorted(layer.grads)]
+
+    with threads.using(2):
+        whole = run()
+        real = recurrent.lstm_sequence
+        try:
+            recurrent.lstm_sequence = lambda *a: False
+            steps = run()
+            kernels.enabled(False)
+            composition = run()
+        finally:
+            recurrent.lstm_sequence = real
+            kernels.enabled(True)
+    # the same kernels as the step loop (the products may round differently); against the
+    # exact composition, float32's rational tanh differs by ~1e-7 a step, and saturated
+    # gates carry that through up to 70 steps: compared relative to each array's largest
+    tight, loose = (1e-5, 3e-4) if dtype == np.float32 else (1e-12, 1e-10)
+    for a, s, c in zip(whole, steps, composition):
+        top = max(float(np.abs(c).max()), 1e-30)
+        assert float(np.abs(a - s).max()) <= tight * top
+        assert float(np.abs(a - c).max()) <= loose * top
+    assert all(np.isfinite(a).all() for a in whole)

@@ -99,8 +99,13 @@ class LSTMMath(CellCore):
         hs[0, ...], cs[0, ...] = states0[0], states0[1]
         u_w = self.params["recurrent_kernel"]
 
+        whole = rec is None and rk.lstm_sequence(xp, self.activation,
+                                                 self.recurrent_activation, xz.dtype)
+
         def loop(i, j):
             xz_, gates_, cs_, hs_, m_, rec_ = _rows(i, j, xz, gates, cs, hs, m, rec)
+            if whole:  # one njit call: products and cells, no Python between the steps
+                return rk.lstm_forward_sequence(xz_, u_w, m_, gates_, cs_, hs_)
             for s in range(t):
                 rz = self.recur(xp, hs_[s, ...], u_w, rec_)
                 rk.lstm_forward_step(s, xz_, rz, m_, gates_, cs_, hs_, self.activation,
@@ -115,10 +120,17 @@ class LSTMMath(CellCore):
         dz = xp.empty_like(gates)
         dh0, dc0 = self._state_grads(xp, d_finals, hs[0, ...])
 
+        whole = rec is None and rk.lstm_sequence(xp, self.activation,
+                                                 self.recurrent_activation, gates.dtype)
+
         def loop(i, j):
             dz_, gates_, cs_, m_, rec_, dseq_ = _rows(i, j, dz, gates, cs, m, rec, dseq)
             dh, dc = _rows(i, j, dh0[None, ...], dc0[None, ...])
             dh, dc = dh[0, ...], dc[0, ...]
+            if whole:
+                dh, dc = xp.asarray(dh, copy=True), xp.asarray(dc, copy=True)
+                rk.lstm_backward_sequence(dseq_, dh, dc, u_w, m_, gates_, cs_, dz_)
+                return dh, dc
             for s in range(t - 1, -1, -1):
                 if dseq_ is not None:
                     dh = dh + dseq_[s, ...]
