@@ -12,18 +12,10 @@ for gradient checks. The equations are those of ``_recurrent_math`` (the CUDA ke
 and, as array-API code, ``recurrent.py``'s reference).
 """
 
-import warnings
-
 import numba
 import numpy as np
 
 from xpnet.kernels import _recurrent_math as rm
-
-
-# The sequence kernels take row ranges of the time-major buffers (``[:, i:j]``, one per
-# thread): each step's slice is contiguous, but Numba types it as any-layout and warns.
-warnings.filterwarnings("ignore", message=r"np\.vdot\(\) is faster on contiguous arrays",
-                        category=numba.NumbaPerformanceWarning)
 
 
 def _inline(f):
@@ -200,9 +192,9 @@ def gru_backward(dh, gates, h_prev, m, dx, dr):
 def lstm_forward_seq(xz, kernel, mask, gates, cs, hs):
     """Every step of :func:`lstm_forward` with its recurrent product ``hs[t] @ kernel`` in
     one call (Numba's ``np.dot``: BLAS without a Python round trip a step). ``mask`` is a
-    bool ``(T, B)`` array; buffers as in :mod:`xpnet.kernels.recurrent`."""
+    bool ``(T, B)`` array; buffers as in :mod:`xpnet.kernels.recurrent`, C-contiguous."""
     rz = np.empty((hs.shape[1], kernel.shape[1]), dtype=hs.dtype)
-    _kernels(xz)["lstm_forward_seq"](xz, kernel, mask, gates, cs, hs, rz)
+    _kernels(xz)["lstm_forward_seq"](_c(xz), _c(kernel), _c(mask), gates, cs, hs, rz)
 
 
 def lstm_backward_seq(dseq, dh, dc, kernel, mask, gates, cs, dz):
@@ -211,5 +203,11 @@ def lstm_backward_seq(dseq, dh, dc, kernel, mask, gates, cs, dz):
     updated in place into the initial state's gradients."""
     dr = np.empty_like(dh)
     has = dseq is not None
-    _kernels(dh)["lstm_backward_seq"](dseq if has else dh[None], has, dh, dc,
-                                      np.ascontiguousarray(kernel.T), mask, gates, cs, dz, dr)
+    _kernels(dh)["lstm_backward_seq"](_c(dseq) if has else dh[None], has, dh, dc,
+                                      _c(kernel.T), _c(mask), gates, cs, dz, dr)
+
+
+def _c(a):
+    # Numba types an array by its memory layout: on any-layout (strided) arrays the step
+    # kernels do not vectorise and np.dot copies its operands (2.7x the time, measured)
+    return np.ascontiguousarray(a)

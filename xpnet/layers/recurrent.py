@@ -99,19 +99,21 @@ class LSTMMath(CellCore):
         hs[0, ...], cs[0, ...] = states0[0], states0[1]
         u_w = self.params["recurrent_kernel"]
 
-        whole = rec is None and rk.lstm_sequence(xp, self.activation,
-                                                 self.recurrent_activation, xz.dtype)
+        out = {"hs": hs, "cs": cs, "gates": gates, "finals": [hs[t, ...], cs[t, ...]]}
+        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+                                            xz.dtype):
+            # one njit call: products and cells, no Python between the steps
+            rk.lstm_forward_sequence(xz, u_w, m, gates, cs, hs)
+            return out
 
         def loop(i, j):
             xz_, gates_, cs_, hs_, m_, rec_ = _rows(i, j, xz, gates, cs, hs, m, rec)
-            if whole:  # one njit call: products and cells, no Python between the steps
-                return rk.lstm_forward_sequence(xz_, u_w, m_, gates_, cs_, hs_)
             for s in range(t):
                 rz = self.recur(xp, hs_[s, ...], u_w, rec_)
                 rk.lstm_forward_step(s, xz_, rz, m_, gates_, cs_, hs_, self.activation,
                                      self.recurrent_activation)
         rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation, xz.dtype)
-        return {"hs": hs, "cs": cs, "gates": gates, "finals": [hs[t, ...], cs[t, ...]]}
+        return out
 
     def run_backward(self, xp, ctx, dseq, d_finals):
         hs, cs, gates, m, rec = ctx["hs"], ctx["cs"], ctx["gates"], ctx["m"], ctx["rec_masks"]
@@ -120,17 +122,16 @@ class LSTMMath(CellCore):
         dz = xp.empty_like(gates)
         dh0, dc0 = self._state_grads(xp, d_finals, hs[0, ...])
 
-        whole = rec is None and rk.lstm_sequence(xp, self.activation,
-                                                 self.recurrent_activation, gates.dtype)
+        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+                                            gates.dtype):
+            dh, dc = xp.asarray(dh0, copy=True), xp.asarray(dc0, copy=True)
+            rk.lstm_backward_sequence(dseq, dh, dc, u_w, m, gates, cs, dz)
+            return self._lstm_grads(xp, hs, u_w, rec, dz, dh, dc)
 
         def loop(i, j):
             dz_, gates_, cs_, m_, rec_, dseq_ = _rows(i, j, dz, gates, cs, m, rec, dseq)
             dh, dc = _rows(i, j, dh0[None, ...], dc0[None, ...])
             dh, dc = dh[0, ...], dc[0, ...]
-            if whole:
-                dh, dc = xp.asarray(dh, copy=True), xp.asarray(dc, copy=True)
-                rk.lstm_backward_sequence(dseq_, dh, dc, u_w, m_, gates_, cs_, dz_)
-                return dh, dc
             for s in range(t - 1, -1, -1):
                 if dseq_ is not None:
                     dh = dh + dseq_[s, ...]
@@ -142,6 +143,9 @@ class LSTMMath(CellCore):
                               self.recurrent_activation, gates.dtype)
         dh, dc = (xp.concat([p[k] for p in parts], axis=0) if len(parts) > 1 else parts[0][k]
                   for k in (0, 1))
+        return self._lstm_grads(xp, hs, u_w, rec, dz, dh, dc)
+
+    def _lstm_grads(self, xp, hs, u_w, rec, dz, dh, dc):
         if "recurrent_kernel" in self.grads:
             self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
                                                                      rec, dz)
