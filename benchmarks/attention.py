@@ -13,8 +13,9 @@
    heads, feed-forward 256, length 64, batch 32, token + position embeddings, mean pooling,
    Adam) in xpnet as a Keras user writes it (a functional model of TokenAndPositionEmbedding,
    TransformerEncoder, GlobalAveragePooling1D and Dense, trained by ``fit``) and in PyTorch
-   (nn.Embedding x2, nn.TransformerEncoder, nn.Linear, the usual loop), alternating, several
-   rounds.
+   (nn.Embedding x2, nn.TransformerEncoder, nn.Linear, the usual loop), each in its own
+   process, alternating, several rounds (in one process, PyTorch's epochs after xpnet's ran
+   20% slower than alone: one library's idle threads slow the other).
 
 Run it under ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` (see ``common.blas``); the
 kernel OpenBLAS runs is printed first.
@@ -169,53 +170,70 @@ def _torch_classifier(vocab, length, width, heads, ff):
     return Net()
 
 
-def encoder_part(rounds, sequences, batch=32, length=64, width=128, heads=4, ff=256,
-                 vocab=1000, torch_threads=2):
-    import torch
+_ENCODER = {"batch": 32, "length": 64, "width": 128, "heads": 4, "ff": 256, "vocab": 1000}
 
-    from xpnet import keras
 
-    torch.set_num_threads(torch_threads)
+def _encoder_epochs(lib, sequences, epochs, torch_threads):
+    """Epoch times of one library's classifier, trained from scratch in this process."""
+    c = _ENCODER
     rng = np.random.default_rng(0)
-    x = rng.integers(1, vocab, size=(sequences, length))
+    x = rng.integers(1, c["vocab"], size=(sequences, c["length"]))
     y = rng.integers(0, 2, size=sequences)
-    # as a Keras user writes it: a functional model trained by fit
-    inputs = keras.Input((length,), dtype="int32")
-    h = keras.layers.TokenAndPositionEmbedding(vocab, length, width)(inputs)
-    for _ in range(2):
-        h = keras.layers.TransformerEncoder(ff, heads)(h)
-    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h))
-    model = keras.Model(inputs, outputs, backend="cpu")
-    model.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if lib == "xpnet":
+        from xpnet import keras
 
-    def xp_epoch():
-        model.fit(x, y, batch_size=batch, epochs=1, shuffle=True, verbose=0)
+        # as a Keras user writes it: a functional model trained by fit
+        inputs = keras.Input((c["length"],), dtype="int32")
+        h = keras.layers.TokenAndPositionEmbedding(c["vocab"], c["length"], c["width"])(inputs)
+        for _ in range(2):
+            h = keras.layers.TransformerEncoder(c["ff"], c["heads"])(h)
+        outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h))
+        model = keras.Model(inputs, outputs, backend="cpu")
+        model.compile(optimizer="adam",
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
-    net = _torch_classifier(vocab, length, width, heads, ff)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    tx, ty = torch.tensor(x), torch.tensor(y)
+        def epoch():
+            model.fit(x, y, batch_size=c["batch"], epochs=1, shuffle=True, verbose=0)
+    else:
+        import torch
 
-    def torch_epoch():
-        order = torch.randperm(sequences)
-        for i in range(0, sequences, batch):
-            idx = order[i:i + batch]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(tx[idx]), ty[idx])
-            loss.backward()
-            opt.step()
+        torch.set_num_threads(torch_threads)
+        net = _torch_classifier(c["vocab"], c["length"], c["width"], c["heads"], c["ff"])
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        tx, ty = torch.tensor(x), torch.tensor(y)
 
-    xp_epoch()  # warm-up: compile, first allocations
-    torch_epoch()
+        def epoch():
+            order = torch.randperm(sequences)
+            for i in range(0, sequences, c["batch"]):
+                idx = order[i:i + c["batch"]]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(tx[idx]), ty[idx]).backward()
+                opt.step()
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def encoder_part(rounds, sequences, torch_threads=2, epochs=3):
+    """Each round trains each library in a fresh process (one library's idle threads never
+    slow the other's) and keeps the median of its epochs after the first (compilation,
+    first allocations); rounds alternate the libraries."""
     times = {"xpnet": [], "torch": []}
     for _ in range(rounds):
-        for name, fn in (("xpnet", xp_epoch), ("torch", torch_epoch)):
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+        for lib in times:
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--encoder-worker",
+                                  lib, "--sequences", str(sequences), "--epochs", str(epochs),
+                                  "--torch-threads", str(torch_threads)],
+                                 capture_output=True, text=True, check=True)
+            epoch_s = json.loads(out.stdout.strip().splitlines()[-1])
+            times[lib].append(statistics.median(epoch_s[1:] or epoch_s))
     ratios = [a / b for a, b in zip(times["xpnet"], times["torch"])]
     row = {"sequences": sequences, "torch_threads": torch_threads, "xpnet_s": times["xpnet"],
-           "torch_s": times["torch"],
+           "torch_s": times["torch"], "xpnet_median": statistics.median(times["xpnet"]),
+           "torch_median": statistics.median(times["torch"]),
            "ratio_median": statistics.median(ratios), "ratio_range": [min(ratios),
                                                                      max(ratios)]}
     print(json.dumps(row), flush=True)
@@ -233,11 +251,17 @@ def main():
     parser.add_argument("--sequences", type=int, default=2048)
     parser.add_argument("--torch-threads", type=int, default=2,
                         help="PyTorch's threads in the encoder part")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per process in the encoder part (the first is dropped)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--encoder-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_child:
         return _peak_child(args.peak_child[0], int(args.peak_child[1]))
+    if args.encoder_worker:
+        return print(json.dumps(_encoder_epochs(args.encoder_worker, args.sequences,
+                                                args.epochs, args.torch_threads)))
     from common import blas
 
     out = {"blas": blas()}
@@ -246,7 +270,7 @@ def main():
         out["kernel"] = kernel_part(args.lengths, args.rounds, args.composition_max)
     if args.part in ("encoder", "both"):
         out["encoder"] = encoder_part(args.rounds, args.sequences,
-                                      torch_threads=args.torch_threads)
+                                      torch_threads=args.torch_threads, epochs=args.epochs)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

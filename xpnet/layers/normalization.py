@@ -8,6 +8,7 @@ import math
 from xpnet import initializers
 from xpnet import regularizers
 from xpnet.backend import namespace
+from xpnet.kernels import norm as _norm
 from xpnet.layers.base import Layer
 
 __all__ = ["BatchNormalization", "LayerNormalization", "GroupNormalization",
@@ -260,7 +261,14 @@ class LayerNormalization(_Normalization):
         super().__init__(axis, epsilon, center, scale, beta_initializer, gamma_initializer,
                          beta_regularizer, gamma_regularizer, **kwargs)
 
+    def _fused(self, x):
+        return self._axes == [x.ndim - 1] and _norm.fused(x)
+
     def forward(self, x, training=False):
+        if self._fused(x):  # the last axis, on NumPy: kernels.norm
+            y, xhat, inv = _norm.layer_norm(x, self.params.get("gamma"),
+                                            self.params.get("beta"), self.epsilon)
+            return y, (xhat, inv)
         xp = namespace(x)
         axes = tuple(self._axes)
         mean = xp.mean(x, axis=axes, keepdims=True)
@@ -271,6 +279,13 @@ class LayerNormalization(_Normalization):
 
     def backward(self, ctx, dy):
         xhat, inv = ctx
+        if self._fused(dy):
+            dx, dgamma, dbeta = _norm.layer_norm_grad(dy, xhat, inv, self.params.get("gamma"))
+            if self.scale:
+                self.grads["gamma"] += dgamma
+            if self.center:
+                self.grads["beta"] += dbeta
+            return dx
         xp = namespace(dy)
         dxhat = self._param_grads(dy, xhat, xp)
         return _normalize_backward(dxhat, xhat, inv, tuple(self._axes), xp)
