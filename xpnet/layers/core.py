@@ -116,7 +116,11 @@ class Dense(ActivatedLayer):
             z = xp.reshape(kernels.matmul(xp.reshape(x, (-1, kernel.shape[0])), kernel),
                            tuple(x.shape[:-1]) + (self.units,))
         if self.use_bias:
-            z = z + self.params["bias"]
+            bias = self.params["bias"]
+            if bias.dtype == z.dtype:
+                z += bias  # z is the product's fresh array: no second one
+            else:
+                z = z + bias
         return z, x
 
     def backward_z(self, x, dz, need_dx=True):
