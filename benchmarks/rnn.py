@@ -14,6 +14,9 @@ PyTorch runs on ``--threads`` threads (2), and in the ``*_1t`` configurations on
 
 Run it under ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` (see ``common.blas``).
 
+``floor``: the matrix products of one LSTM step alone through NumPy's BLAS at its best:
+the least any NumPy implementation of the step pays, to set beside PyTorch's whole step.
+
 ``profile``: where an xpnet LSTM training step spends its time (cProfile over ``fit`` on
 one thread, grouped: recurrent products, fused cell kernels, input products and
 weight gradients, optimizer, the rest).
@@ -220,9 +223,50 @@ def bench_profile(cell="LSTM", steps=40, batch=64):
             "groups_ms_per_step": {g: t / steps * 1e3 for g, t in groups.items()}}
 
 
+def bench_floor(batch=64, rounds=7, reps=50, threads=2):
+    """The matrix products of one LSTM(128) training step on the MNIST rows, nothing else,
+    through NumPy's BLAS at its best (``threads`` BLAS threads, whole batch, contiguous
+    operands, ``out=``): 28 ``h @ U`` forward, 28 ``dz @ U.T`` backward, the input product
+    and the two weight gradients over all steps. What any NumPy implementation pays at
+    least; compare it with PyTorch's whole step from the epoch part."""
+    from threadpoolctl import threadpool_limits
+
+    t, f, u = 28, 28, 128
+    rng = np.random.default_rng(0)
+
+    def a(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    w, r, x, hs, dzs = a(f, 4 * u), a(u, 4 * u), a(t * batch, f), a(t * batch, u), \
+        a(t * batch, 4 * u)
+    rt, h, dz = np.ascontiguousarray(r.T), a(batch, u), a(batch, 4 * u)
+    rz, dh = np.empty((batch, 4 * u), np.float32), np.empty((batch, u), np.float32)
+
+    def step():
+        x @ w
+        for _ in range(t):
+            np.matmul(h, r, out=rz)
+        for _ in range(t):
+            np.matmul(dz, rt, out=dh)
+        hs.T @ dzs
+        x.T @ dzs
+
+    times = []
+    with threadpool_limits(threads):
+        step()
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(reps):
+                step()
+            times.append((time.perf_counter() - start) / reps * 1e3)
+    s = summarize(times)
+    print(f"  LSTM(128) step's matrix products alone ({threads} BLAS threads): {fmt(s)} ms")
+    return {"gemm_ms_per_step": s}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", default="all", choices=["epoch", "profile", "all"])
+    parser.add_argument("--part", default="all", choices=["epoch", "profile", "floor", "all"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -238,6 +282,9 @@ def main():
     if args.part in ("profile", "all"):
         print("profile (xpnet, one process):")
         out["profile"] = {c: bench_profile(c) for c in ("LSTM", "GRU")}
+    if args.part in ("floor", "all"):
+        print(f"floor: BLAS {', '.join(blas())}")
+        out["floor"] = bench_floor(args.batch_size, threads=args.threads)
     if args.part in ("epoch", "all"):
         print(f"epoch: MNIST rows, batch {args.batch_size}, Adam, {args.rounds} rounds of "
               f"{args.epochs} epochs; torch on {args.threads} threads")
