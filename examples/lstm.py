@@ -5,11 +5,13 @@
     python examples/lstm.py --backend cuda       # on the GPU, through CuPy
 
 Each image is a sequence: its rows are the time steps and its pixels the features.
-LSTM(128) reads the sequence and Dense(10, softmax) classifies its last output; Adam at
-learning rate 3e-3, batch 32. With only the test half of MNIST in DIR (t10k-*), its first
-8,000 images train and the last 2,000 test; 5 epochs reached 97.05 % and 97.40 % there
-(seeds 0 and 1; at Keras's default 1e-3 and batch 64, 95.25 %). benchmarks/rnn.py times
-the same network at batch 64 against PyTorch.
+LSTM(128) reads the sequence and Dense(10, softmax) classifies its last output; Adam from
+learning rate 3e-3 down to 0 along a cosine over the whole run, gradients clipped to norm
+1, batch 32. With only the test half of MNIST in DIR (t10k-*), its first 8,000 images train
+and the last 2,000 test; 5 epochs reached 97.70 %, 97.65 % and 97.55 % there (seeds 0, 1,
+2). A constant 3e-3 gave 94.95-96.95 % on the same seeds (97.05 % once, with the rounding
+of an earlier kernel: a constant rate leaves the last epoch noisy), Keras's default 1e-3 at
+batch 64 95.25 %. benchmarks/rnn.py times the same network at batch 64 against PyTorch.
 """
 
 import argparse
@@ -55,7 +57,9 @@ def main(argv=None):
     epochs = args.epochs or (5 if args.data else 15)
     keras.utils.set_random_seed(args.seed)
     model = build_model(x_train.shape[1:], cell=args.cell, backend=args.backend)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
+    steps = epochs * -(-len(x_train) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule, clipnorm=1.0),
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     if not args.quiet:
