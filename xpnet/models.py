@@ -373,10 +373,12 @@ class Model(Trainer, Layer):
                 Layer.set_rng_state(la, s)
 
     def __call__(self, *args, **kwargs):
-        if self._graph is None and not calls.is_call_based(self) and args and \
-                not calls.has_keras_tensor(args, {}):
+        if not args or calls.has_keras_tensor(args, kwargs):
+            return Layer.__call__(self, *args, **kwargs)
+        if self._graph is None and not calls.is_call_based(self):
             self._build_from_data(args[0])
-        return Layer.__call__(self, *args, **kwargs)
+        with self._call_threads(args[0]):  # the threads predict would choose
+            return Layer.__call__(self, *args, **kwargs)
 
     def _build_from_data(self, inputs):
         if calls.is_call_based(self):

@@ -8,6 +8,7 @@ the end of an epoch reports them.
 import contextlib
 import math
 import os
+import threading
 
 from xpnet import arguments
 from xpnet import callbacks as callbacks_module
@@ -36,6 +37,7 @@ __all__ = ["Trainer", "NonFiniteLossError"]
 # Multiply-adds per training step under which one BLAS thread is used: at 1e7 (the seed
 # model at batch 256) two threads were 10 % faster on an idle machine (PERFORMANCE.md).
 _SMALL_STEP_MACS = 1e7
+_THREADS_CHOSEN = threading.local()  # .inside: within a _cpu_threads context on this thread
 
 
 class Trainer(DataAdapter):
@@ -633,8 +635,27 @@ class Trainer(DataAdapter):
             if macs is None:
                 macs = self._macs = self.macs()
             n = 1 if batch_size * macs < _SMALL_STEP_MACS else n
-        with self.backend.limit_threads(1), threads.using(n):
-            yield
+        inside, _THREADS_CHOSEN.inside = getattr(_THREADS_CHOSEN, "inside", False), True
+        try:
+            with self.backend.limit_threads(1), threads.using(n):
+                yield
+        finally:
+            _THREADS_CHOSEN.inside = inside
+
+    def _call_threads(self, x):
+        """:meth:`_cpu_threads` for an eager ``model(x)``, unless fit, evaluate or predict
+        (or an outer model's call) has chosen the threads already. A generation loop that
+        calls ``model(x)`` a step at a time took 6x predict's time a call with BLAS's
+        default threads on the shared 2-core machine (30 ms against 4.6 ms, GPT of
+        examples/transformer_gpt.py, batch 1)."""
+        if getattr(_THREADS_CHOSEN, "inside", False):
+            return contextlib.nullcontext()
+        if self.backend is None:  # a subclassed model's first call: the backend it builds on
+            from xpnet.backend import get_backend
+
+            self.backend = get_backend(getattr(self, "_backend_spec", None))
+        leaves = [a for a in flatten(x) if getattr(a, "ndim", 0)]
+        return self._cpu_threads(leaves[0].shape[0] if leaves else 1)
 
     def _read_logs(self):
         """Every tracked value as a Python float (a per-class result as a NumPy array, as
