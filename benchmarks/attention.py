@@ -11,8 +11,9 @@
    peak memory growth of one forward+backward (max RSS, each in a fresh process).
 2. encoder: one training epoch of a 2-layer Transformer encoder classifier (width 128, 4
    heads, feed-forward 256, length 64, batch 32, token + position embeddings, mean pooling,
-   Adam) in xpnet (TokenAndPositionEmbedding, TransformerEncoder, Dense) and in PyTorch
-   (nn.Embedding x2, nn.TransformerEncoder, nn.Linear), alternating, several rounds.
+   Adam) in xpnet (a Keras functional model of TokenAndPositionEmbedding, TransformerEncoder,
+   GlobalAveragePooling1D and Dense, one ``fit`` epoch) and in PyTorch (nn.Embedding x2,
+   nn.TransformerEncoder, nn.Linear, a plain loop), alternating, several rounds.
 
 The machine is shared: compare ratios from one run, not absolute times across runs.
 """
@@ -29,7 +30,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
 
 def _qkvd(length, seed=0):
@@ -167,51 +167,25 @@ def _torch_classifier(vocab, length, width, heads, ff):
 def encoder_part(rounds, sequences, batch=32, length=64, width=128, heads=4, ff=256,
                  vocab=1000, torch_threads=2):
     import torch
-    from transformer_utils import Trainer
 
-    from xpnet import kernels
-    from xpnet import layers
-    from xpnet import optimizers
-    from xpnet.backend import get_backend
-    from xpnet.kernels import threads
+    from xpnet import keras
 
     torch.set_num_threads(torch_threads)
     rng = np.random.default_rng(0)
     x = rng.integers(1, vocab, size=(sequences, length))
     y = rng.integers(0, 2, size=sequences)
-    backend = get_backend("cpu")
-    embed = layers.TokenAndPositionEmbedding(vocab, length, width)
-    blocks = [layers.TransformerEncoder(ff, heads) for _ in range(2)]
-    head = layers.Dense(2)
-    embed.build_on(backend, (None, length))
-    for b in blocks:
-        b.build_on(backend, (None, length, width))
-    head.build_on(backend, (None, width))
-    trainer = Trainer([embed, *blocks, head], optimizers.Adam())
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((length,), dtype="int64")
+    h = keras.layers.TokenAndPositionEmbedding(vocab, length, width)(ids)
+    for _ in range(2):
+        h = keras.layers.TransformerEncoder(ff, heads)(h)
+    logits = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h))
+    model = keras.Model(ids, logits)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
-    def xp_step(xb, yb):
-        def run():
-            h, c0 = embed.forward(xb)
-            cs = []
-            for b in blocks:
-                h, c = b.forward(h, training=True)
-                cs.append(c)
-            logits, c3 = head.forward(np.mean(h, axis=1))
-            loss, dz = kernels.softmax_cross_entropy(logits, yb)
-            dh = head.backward(c3, dz)
-            dh = np.broadcast_to(dh[:, None, :] / length, h.shape)
-            for b, c in zip(reversed(blocks), reversed(cs)):
-                dh = b.backward(c, dh)
-            embed.backward(c0, dh)
-            return loss
-        trainer.step(run)
-
-    def xp_epoch():
-        order = rng.permutation(sequences)
-        with backend.limit_threads(1), threads.using(2):
-            for i in range(0, sequences, batch):
-                idx = order[i:i + batch]
-                xp_step(x[idx], y[idx])
+    def xp_epoch():  # fit picks its threads: BLAS on one, xpnet's own by the step's size
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
 
     net = _torch_classifier(vocab, length, width, heads, ff)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
