@@ -30,6 +30,7 @@ from xpnet.engine.packing import FlatParams
 from xpnet.engine.tape import unwrap
 from xpnet.kernels import threads
 from xpnet.layers.base import ActivatedLayer
+from xpnet.losses import apply_mask
 from xpnet.utils import next_seed
 
 __all__ = ["Trainer", "NonFiniteLossError"]
@@ -310,8 +311,7 @@ class Trainer(DataAdapter):
             if loss is None:
                 dys.append(None)
                 continue
-            sw = sample_weight if masks is None or masks[k] is None else \
-                _apply_mask(sample_weight, masks[k], loss.reduction, out)
+            sw = loss.weights(y, out, sample_weight, None if masks is None else masks[k])
             value, dy = mixed_precision.loss_value_and_grad(loss, y, out, sw)
             w = self._loss_weights[k]
             if self._output_loss_trackers:  # Keras reports each output's loss unweighted
@@ -330,7 +330,7 @@ class Trainer(DataAdapter):
                 if not ms:
                     continue
                 sw = weights if masks is None or masks[k] is None else \
-                    _apply_mask(weights, masks[k], "sum", outs[k])
+                    apply_mask(weights, masks[k], "sum", outs[k])
                 self._update_output_metrics(k, ms, ys[k], outs[k], sw, fused)
 
     def _update_output_metrics(self, k, ms, y, out, sw, fused):
@@ -1030,24 +1030,6 @@ def unpack_x_y_sample_weight(data):
         raise ValueError(f"a batch is x, (x, y) or (x, y, sample_weight); got a tuple of "
                          f"{len(data)}")
     return data, None, None
-
-
-def _apply_mask(sample_weight, mask, reduction, like):
-    """A Keras mask folded into the sample weights, as Keras 3's ``apply_mask``: with a
-    mean reduction the valid entries weigh ``total / valid``, so the mean is over them."""
-    from xpnet.backend import namespace
-
-    xp = namespace(like)
-    m = xp.astype(mask, like.dtype)
-    if reduction in ("mean", "sum_over_batch_size"):
-        total = float(math.prod(m.shape))
-        m = m * (total / (xp.sum(m) + 1e-7))
-    if sample_weight is not None:
-        w = xp.astype(sample_weight, like.dtype)
-        while w.ndim < m.ndim:
-            w = xp.expand_dims(w, axis=-1)
-        m = m * w
-    return m
 
 
 def _to_float(v):
