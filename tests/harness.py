@@ -199,7 +199,8 @@ def check_loss(backend, loss, y_true_host, y_pred_host, sample_weight=None, seed
     def value(p):
         return float(loss(y_true, backend.asarray(p, dtype=xp.float64), sample_weight=sw))
 
-    v, g = loss.value_and_grad(y_true, backend.asarray(y_pred_host, dtype=xp.float64), sw)
+    p = backend.asarray(y_pred_host, dtype=xp.float64)
+    v, g = loss.value_and_grad(y_true, p, loss.weights(y_true, p, sw))
     assert math.isclose(float(v), value(y_pred_host), rel_tol=1e-12, abs_tol=1e-12)
     dirs, derivs = numerical_grad(value, y_pred_host.astype(np.float64), rng)
     assert_grad_close(backend.to_numpy(g), dirs, derivs, f"{loss.name}: d/d y_pred")

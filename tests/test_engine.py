@@ -361,6 +361,60 @@ def test_an_output_mask_reaches_the_loss_as_keras_applies_it():
         assert model.evaluate(x, y, verbose=0) == pytest.approx(1.0, rel=1e-5)
 
 
+def test_a_softmax_head_keeps_the_mask_for_the_loss_and_metrics():
+    """A Dense(softmax) head trained through the fused softmax-cross-entropy still weighs
+    (batch, time) tokens by the mask that reaches it (it used to drop it), exactly as the
+    same head on logits with from_logits=True does."""
+    ids = np.array([[3, 1, 0, 0], [2, 2, 1, 0], [4, 0, 0, 0]])
+    tgt = np.array([[1, 2, 3, 3], [3, 1, 2, 4], [2, 1, 1, 1]])
+    models = []
+    for activation, loss in (("softmax", "sparse_categorical_crossentropy"),
+                             (None, keras.losses.SparseCategoricalCrossentropy(True))):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((4,), dtype="int64")
+        x = layers.Embedding(5, 6, mask_zero=True)(inp)
+        model = keras.Model(inp, layers.Dense(5, activation=activation)(x))
+        model.compile(keras.optimizers.SGD(0.5), loss, metrics=["accuracy"])
+        models.append(model)
+    p = models[0].predict(ids, verbose=0)
+    valid = ids != 0
+    nll = -np.log(np.take_along_axis(p, tgt[..., None], -1)[..., 0])
+    hits = p.argmax(-1) == tgt
+    want = [nll[valid].mean(), hits[valid].mean()]
+    for model in models:
+        np.testing.assert_allclose(model.evaluate(ids, tgt, verbose=0), want, rtol=1e-5)
+        model.train_on_batch(ids, tgt)
+    for a, b in zip(*(m.get_weights() for m in models)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_ignore_class_trains_as_the_mask_does():
+    """SparseCategoricalCrossentropy(ignore_class=0) on targets that are 0 where the input
+    is padding: the same loss and the same step as the embedding's mask, alone or both
+    together (the two normalise once), on logits and through a fused softmax head."""
+    ids = np.array([[3, 1, 0, 0], [2, 2, 1, 0], [4, 0, 0, 0]])
+    tgt = np.where(ids != 0, np.array([[1, 2, 3, 3], [3, 1, 2, 4], [2, 1, 1, 1]]), 0)
+    scce = keras.losses.SparseCategoricalCrossentropy
+    models = []
+    for mask_zero, activation, loss in ((True, None, scce(True)),
+                                        (False, None, scce(True, ignore_class=0)),
+                                        (True, None, scce(True, ignore_class=0)),
+                                        (False, "softmax", scce(ignore_class=0))):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((4,), dtype="int64")
+        x = layers.Embedding(5, 6, mask_zero=mask_zero)(inp)
+        model = keras.Model(inp, layers.Dense(5, activation=activation)(x))
+        model.compile(keras.optimizers.SGD(0.5), loss)
+        models.append(model)
+    want = models[0].evaluate(ids, tgt, verbose=0)
+    for model in models:
+        assert model.evaluate(ids, tgt, verbose=0) == pytest.approx(want, rel=1e-5)
+        model.train_on_batch(ids, tgt)
+    for other in models[1:]:
+        for a, b in zip(models[0].get_weights(), other.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_subclassed_and_call_layer_models_train_on_strict_with_a_short_last_batch():
     """array-api-strict (every NumPy call fails): 23 samples at batch 8 leave a last batch of
     7; a subclassed model and a functional model holding a call() layer both train."""

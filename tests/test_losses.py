@@ -64,6 +64,29 @@ def test_sparse_crossentropy_on_sequences(backend):
                rng.standard_normal((2, 4, 3)), sample_weight=rng.uniform(0.5, 2, 2))
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("ignore_class", [0, -1])
+def test_sparse_crossentropy_ignore_class(backend, from_logits, ignore_class):
+    """Keras 3's ignore_class: ignored entries lose 0 and the mean runs over the others
+    (sample weights too); value and gradient through the harness."""
+    y_true = rng.integers(1, 5, (3, 4))
+    y_true[0, 2:] = y_true[2, 1] = ignore_class
+    y_pred = rng.standard_normal((3, 4, 5)) * 3 if from_logits else _probs((3, 4, 5))
+    sw = rng.uniform(0.5, 2, 3)
+    loss = losses.SparseCategoricalCrossentropy(from_logits, ignore_class)
+    got = check_loss(backend, loss, y_true, y_pred, sample_weight=sw)
+    keep = y_true != ignore_class
+    plain = losses.SparseCategoricalCrossentropy(from_logits, reduction="none")
+    per = np.asarray(plain(np.where(keep, y_true, 1), y_pred))
+    assert got == pytest.approx(np.sum(per * keep * sw[:, None]) / keep.sum(), rel=1e-6)
+    none = losses.SparseCategoricalCrossentropy(from_logits, ignore_class, reduction="none")
+    np.testing.assert_allclose(np.asarray(none(y_true, y_pred)), np.where(keep, per, 0.0))
+    again = losses.SparseCategoricalCrossentropy.from_config(loss.get_config())
+    assert again.ignore_class == ignore_class
+    with pytest.raises(ValueError, match="ignore_class must be an int"):
+        losses.SparseCategoricalCrossentropy(ignore_class=0.5)
+
+
 @pytest.mark.parametrize("loss", [losses.Hinge(), losses.KLDivergence(), losses.Poisson()],
                          ids=lambda loss: loss.name)
 def test_other_losses(backend, loss):

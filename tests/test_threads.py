@@ -119,22 +119,26 @@ def test_split_products_equal_the_plain_ones(m, k, n):
     np.testing.assert_allclose(second, a.T @ a, rtol=1e-12)
 
 
-def test_fit_runs_large_steps_on_the_threads_with_one_blas_thread(monkeypatch):
-    """The policy: BLAS on one thread inside fit, and xpnet's threads for large steps only
-    (XPNET_CPU_THREADS sets their number)."""
-    from threadpoolctl import threadpool_info
+class Probe(keras.layers.Layer):
+    """Records (xpnet's thread count, BLAS's thread counts) at each forward in ``seen``."""
 
     seen = []
 
-    class Probe(keras.layers.Layer):
-        def forward(self, x, training=False):
-            blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-            seen.append((threads.count(), blas))
-            return x, None
+    def forward(self, x, training=False):
+        from threadpoolctl import threadpool_info
 
-        def backward(self, ctx, dy):
-            return dy
+        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        self.seen.append((threads.count(), blas))
+        return x, None
 
+    def backward(self, ctx, dy):
+        return dy
+
+
+def test_fit_runs_large_steps_on_the_threads_with_one_blas_thread(monkeypatch):
+    """The policy: BLAS on one thread inside fit, and xpnet's threads for large steps only
+    (XPNET_CPU_THREADS sets their number)."""
+    seen = Probe.seen
     monkeypatch.setenv("XPNET_CPU_THREADS", "3")
     x = np.random.default_rng(0).standard_normal((64, 8, 8, 2)).astype(np.float32)
     y = np.zeros(64, dtype=np.int64)
@@ -159,6 +163,36 @@ def test_fit_runs_large_steps_on_the_threads_with_one_blas_thread(monkeypatch):
     seen.clear()
     big.predict(x, batch_size=64, verbose=0)
     assert seen and all(c == threads.available() for c, _ in seen)
+
+
+def test_an_eager_model_call_picks_its_threads_as_predict_does():
+    """``model(x)`` a step at a time (greedy decoding, sampling) runs BLAS on one thread, as
+    predict does; a model called inside another's call keeps the outer model's choice."""
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas()
+    inner = keras.Sequential([keras.Input((8, 8, 2)), Probe(), keras.layers.Conv2D(256, 3)])
+
+    class Outer(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.probe = inner, Probe()
+
+        def call(self, x):
+            return self.probe(self.inner(x))
+
+    x = np.zeros((64, 8, 8, 2), np.float32)
+    Probe.seen.clear()
+    inner(x)
+    inner(x[:1])  # small: xpnet's threads too drop to one
+    assert Probe.seen == [(threads.available(), [1] * len(before)), (1, [1] * len(before))]
+    assert blas() == before  # restored after the call
+    Probe.seen.clear()
+    Outer()(x[:1])  # built on a slice of the data first, then called
+    assert Probe.seen and all(s == (1, [1] * len(before)) for s in Probe.seen)
 
 
 def test_a_container_quota_caps_the_thread_count(tmp_path, monkeypatch):

@@ -67,11 +67,25 @@ class Loss:
             raise ValueError(f"{self.name}: targets of shape {shape} do not match "
                              f"model outputs of shape {want}")
 
+    def label_mask(self, y_true):
+        """Where the targets count, or None (everywhere): ``ignore_class`` sets it."""
+        return None
+
+    def weights(self, y_true, y_pred, sample_weight=None, mask=None):
+        """``sample_weight`` with a Keras ``mask`` of the output and :meth:`label_mask`
+        folded in (see :func:`apply_mask`): what :meth:`value_and_grad` takes."""
+        labels = self.label_mask(y_true)
+        if labels is not None:
+            mask = labels if mask is None else mask & labels
+        return sample_weight if mask is None else \
+            apply_mask(sample_weight, mask, self.reduction, y_pred)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         if _traced(y_true, y_pred, sample_weight):
             return _traced_call(self, y_true, y_pred, sample_weight)
         xp = namespace(y_pred)
         y_true = self.prepare(_like(y_true, y_pred), y_pred)
+        sample_weight = self.weights(y_true, y_pred, sample_weight)
         values = self.call(y_true, y_pred)
         if self.reduction == "none":
             return values if sample_weight is None else values * _bcast(sample_weight, values)
@@ -80,7 +94,8 @@ class Loss:
         return total if self.reduction == "sum" else total / max(_size(values.shape), 1)
 
     def value_and_grad(self, y_true, y_pred, sample_weight=None):
-        """``(reduced loss, dL/dy_pred)`` for targets already prepared."""
+        """``(reduced loss, dL/dy_pred)`` for targets already prepared and weights from
+        :meth:`weights`."""
         xp = namespace(y_pred)
         values = self.call(y_true, y_pred)
         g = self.grad(y_true, y_pred)
@@ -125,7 +140,7 @@ def _traced_call(loss, y_true, y_pred, sample_weight):
             g = loss.grad(t, p)
             d = dys[0] if sw is None else dys[0] * _bcast(sw, dys[0])
             return None, g * xp.reshape(d, tuple(d.shape) + (1,) * (p.ndim - d.ndim))
-        _, g = loss.value_and_grad(t, p, sw)
+        _, g = loss.value_and_grad(t, p, loss.weights(t, p, sw))
         return None, g * dys[0]
     return op(loss.name, fn, vjp, (y_true, y_pred))
 
@@ -209,6 +224,22 @@ def _row_sum(p):
 
 def _size(shape):
     return math.prod(shape)
+
+
+def apply_mask(sample_weight, mask, reduction, like):
+    """A Keras mask folded into the sample weights, as Keras 3's ``apply_mask``: with a
+    mean reduction the valid entries weigh ``total / valid``, so the mean is over them."""
+    xp = namespace(like)
+    m = xp.astype(mask, like.dtype)
+    if reduction in ("mean", "sum_over_batch_size"):
+        total = float(math.prod(m.shape))
+        m = m * (total / (xp.sum(m) + 1e-7))
+    if sample_weight is not None:
+        w = xp.astype(sample_weight, like.dtype)
+        while w.ndim < m.ndim:
+            w = xp.expand_dims(w, axis=-1)
+        m = m * w
+    return m
 
 
 def _bcast(sample_weight, values):
@@ -467,14 +498,55 @@ class CategoricalCrossentropy(Loss):
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """Cross-entropy against integer class labels (shape ``y_pred.shape[:-1]``, or with a
-    trailing axis of 1)."""
+    trailing axis of 1).
+
+    Parameters
+    ----------
+    from_logits : bool, default=False
+    ignore_class : int or None, default=None
+        A label whose entries count for nothing, as Keras 3: their loss is 0 and the mean
+        runs over the other entries (padding in a sequence, for example).
+    """
 
     default_name = "sparse_categorical_crossentropy"
 
     sparse_labels = True
 
-    def __init__(self, from_logits=False, **kwargs):
+    def __init__(self, from_logits=False, ignore_class=None, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)
+        if ignore_class is not None and (isinstance(ignore_class, bool)
+                                         or not isinstance(ignore_class, int)):
+            raise ValueError(f"{self.name}: ignore_class must be an int or None. Received: "
+                             f"ignore_class={ignore_class!r}")
+        self.ignore_class = ignore_class
+
+    def label_mask(self, y_true):
+        return None if self.ignore_class is None else y_true != self.ignore_class
+
+    def _kept(self, y_true):
+        """The labels with ``ignore_class`` replaced by 0 (a valid class, weighed 0)."""
+        if self.ignore_class is None:
+            return y_true
+        xp = namespace(y_true)
+        return xp.where(y_true != self.ignore_class, y_true, xp.zeros_like(y_true))
+
+    def call(self, y_true, y_pred):
+        values = super().call(self._kept(y_true), y_pred)
+        if self.ignore_class is None:
+            return values
+        xp = namespace(values)
+        return xp.where(self.label_mask(y_true), values, xp.zeros_like(values))
+
+    def grad(self, y_true, y_pred):
+        g = super().grad(self._kept(y_true), y_pred)
+        if self.ignore_class is None:
+            return g
+        xp = namespace(g)
+        return xp.where(self.label_mask(y_true)[..., None], g, xp.zeros_like(g))
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+        # the ignored entries weigh 0 in sample_weight already (weights())
+        return super().value_and_grad(self._kept(y_true), y_pred, sample_weight)
 
     def prepare(self, y_true, y_pred):
         xp = namespace(y_pred)
@@ -496,6 +568,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                              f"shape {(shape[0],) + want[1:-1]})")
         if _size(shape) == 0:
             return
+        if self.ignore_class is not None:
+            y_true = self._kept(y_true)
         lo, hi = float(xp.min(y_true)), float(xp.max(y_true))
         if lo < 0 or hi >= want[-1] or (xp.isdtype(y_true.dtype, "real floating")
                                         and bool(xp.any(xp.round(y_true) != y_true))):
@@ -503,14 +577,15 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                              f"{want[-1]} classes, got values in [{lo:g}, {hi:g}]")
 
     def get_config(self):
-        config = super().get_config()
+        config = {**super().get_config(), "ignore_class": self.ignore_class}
         if not config["label_smoothing"]:
             config.pop("label_smoothing")
         return config
 
     def logits_twin(self, activation):
         if activation == "softmax" and not self.from_logits:
-            return SparseCategoricalCrossentropy(True, name=self.name, reduction=self.reduction,
+            return SparseCategoricalCrossentropy(True, self.ignore_class, name=self.name,
+                                                 reduction=self.reduction,
                                                  label_smoothing=self.label_smoothing)
         return None
 

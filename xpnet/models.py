@@ -262,6 +262,8 @@ class Model(Trainer, Layer):
                 if fused and step.fused:
                     y, inner = layer.forward_z(xin, training)
                     ctx = (inner, None)
+                    if masks is not None:  # the loss and metrics weigh by the head's mask
+                        _set_output_masks(step, [xin], _incoming_mask(step, masks), masks)
                 elif masks is not None:
                     y, ctx = _forward_masked(step, [xin], {}, masks, training)
                 else:
@@ -371,10 +373,12 @@ class Model(Trainer, Layer):
                 Layer.set_rng_state(la, s)
 
     def __call__(self, *args, **kwargs):
-        if self._graph is None and not calls.is_call_based(self) and args and \
-                not calls.has_keras_tensor(args, {}):
+        if not args or calls.has_keras_tensor(args, kwargs):
+            return Layer.__call__(self, *args, **kwargs)
+        if self._graph is None and not calls.is_call_based(self):
             self._build_from_data(args[0])
-        return Layer.__call__(self, *args, **kwargs)
+        with self._call_threads(args[0]):  # the threads predict would choose
+            return Layer.__call__(self, *args, **kwargs)
 
     def _build_from_data(self, inputs):
         if calls.is_call_based(self):
@@ -566,10 +570,7 @@ def _forward_masked(step, args, kwargs, masks, training):
     """A node's forward with Keras masks: the incoming mask handed to a layer that takes
     ``mask`` (or ``<arg>_mask``), and the output mask computed for the next node."""
     layer = step.layer
-    flat_in = [m for m in (masks[s.i] if isinstance(s, _Slot) else None
-                           for s in flatten(step.args[:1]))]
-    mask_in = flat_in[0] if len(flat_in) == 1 and isinstance(step.args[0], _Slot) else \
-        (flat_in if any(m is not None for m in flat_in) else None)
+    mask_in = _incoming_mask(step, masks)
     sig = calls.signature(layer, "call" if calls.is_call_based(layer) else "forward")
     kwargs = dict(kwargs)
     if sig.mask and "mask" not in kwargs and mask_in is not None:
@@ -582,6 +583,20 @@ def _forward_masked(step, args, kwargs, masks, training):
         if name not in kwargs and isinstance(src, _Slot) and masks[src.i] is not None:
             kwargs[name] = masks[src.i]
     y, ctx = layer.forward(*args, training=training, **kwargs)
+    _set_output_masks(step, args, mask_in, masks)
+    return y, ctx
+
+
+def _incoming_mask(step, masks):
+    """The Keras mask of a node's first argument (a list of masks for a list argument)."""
+    flat_in = [masks[s.i] if isinstance(s, _Slot) else None for s in flatten(step.args[:1])]
+    return flat_in[0] if len(flat_in) == 1 and isinstance(step.args[0], _Slot) else \
+        (flat_in if any(m is not None for m in flat_in) else None)
+
+
+def _set_output_masks(step, args, mask_in, masks):
+    """The masks of a node's outputs, from its layer's ``compute_mask``."""
+    layer = step.layer
     custom = type(layer).compute_mask is not Layer.compute_mask
     if custom or (layer.supports_masking and mask_in is not None):
         m = layer.compute_mask(args[0] if args else None, mask_in)
@@ -589,7 +604,6 @@ def _forward_masked(step, args, kwargs, masks, training):
         ms = m if isinstance(m, (list, tuple)) and len(outs) > 1 else [m] * len(outs)
         for s, mk in zip(outs, ms):
             masks[s] = mk
-    return y, ctx
 
 
 class Sequential(Model):

@@ -8,6 +8,7 @@ the end of an epoch reports them.
 import contextlib
 import math
 import os
+import threading
 
 from xpnet import arguments
 from xpnet import callbacks as callbacks_module
@@ -29,6 +30,7 @@ from xpnet.engine.packing import FlatParams
 from xpnet.engine.tape import unwrap
 from xpnet.kernels import threads
 from xpnet.layers.base import ActivatedLayer
+from xpnet.losses import apply_mask
 from xpnet.utils import next_seed
 
 __all__ = ["Trainer", "NonFiniteLossError"]
@@ -36,6 +38,7 @@ __all__ = ["Trainer", "NonFiniteLossError"]
 # Multiply-adds per training step under which one BLAS thread is used: at 1e7 (the seed
 # model at batch 256) two threads were 10 % faster on an idle machine (PERFORMANCE.md).
 _SMALL_STEP_MACS = 1e7
+_THREADS_CHOSEN = threading.local()  # .inside: within a _cpu_threads context on this thread
 
 
 class Trainer(DataAdapter):
@@ -308,8 +311,7 @@ class Trainer(DataAdapter):
             if loss is None:
                 dys.append(None)
                 continue
-            sw = sample_weight if masks is None or masks[k] is None else \
-                _apply_mask(sample_weight, masks[k], loss.reduction, out)
+            sw = loss.weights(y, out, sample_weight, None if masks is None else masks[k])
             value, dy = mixed_precision.loss_value_and_grad(loss, y, out, sw)
             w = self._loss_weights[k]
             if self._output_loss_trackers:  # Keras reports each output's loss unweighted
@@ -328,7 +330,7 @@ class Trainer(DataAdapter):
                 if not ms:
                     continue
                 sw = weights if masks is None or masks[k] is None else \
-                    _apply_mask(weights, masks[k], "sum", outs[k])
+                    apply_mask(weights, masks[k], "sum", outs[k])
                 self._update_output_metrics(k, ms, ys[k], outs[k], sw, fused)
 
     def _update_output_metrics(self, k, ms, y, out, sw, fused):
@@ -633,8 +635,27 @@ class Trainer(DataAdapter):
             if macs is None:
                 macs = self._macs = self.macs()
             n = 1 if batch_size * macs < _SMALL_STEP_MACS else n
-        with self.backend.limit_threads(1), threads.using(n):
-            yield
+        inside, _THREADS_CHOSEN.inside = getattr(_THREADS_CHOSEN, "inside", False), True
+        try:
+            with self.backend.limit_threads(1), threads.using(n):
+                yield
+        finally:
+            _THREADS_CHOSEN.inside = inside
+
+    def _call_threads(self, x):
+        """:meth:`_cpu_threads` for an eager ``model(x)``, unless fit, evaluate or predict
+        (or an outer model's call) has chosen the threads already. A generation loop that
+        calls ``model(x)`` a step at a time took 6x predict's time a call with BLAS's
+        default threads on the shared 2-core machine (30 ms against 4.6 ms, GPT of
+        examples/transformer_gpt.py, batch 1)."""
+        if getattr(_THREADS_CHOSEN, "inside", False):
+            return contextlib.nullcontext()
+        if self.backend is None:  # a subclassed model's first call: the backend it builds on
+            from xpnet.backend import get_backend
+
+            self.backend = get_backend(getattr(self, "_backend_spec", None))
+        leaves = [a for a in flatten(x) if getattr(a, "ndim", 0)]
+        return self._cpu_threads(leaves[0].shape[0] if leaves else 1)
 
     def _read_logs(self):
         """Every tracked value as a Python float (a per-class result as a NumPy array, as
@@ -1009,24 +1030,6 @@ def unpack_x_y_sample_weight(data):
         raise ValueError(f"a batch is x, (x, y) or (x, y, sample_weight); got a tuple of "
                          f"{len(data)}")
     return data, None, None
-
-
-def _apply_mask(sample_weight, mask, reduction, like):
-    """A Keras mask folded into the sample weights, as Keras 3's ``apply_mask``: with a
-    mean reduction the valid entries weigh ``total / valid``, so the mean is over them."""
-    from xpnet.backend import namespace
-
-    xp = namespace(like)
-    m = xp.astype(mask, like.dtype)
-    if reduction in ("mean", "sum_over_batch_size"):
-        total = float(math.prod(m.shape))
-        m = m * (total / (xp.sum(m) + 1e-7))
-    if sample_weight is not None:
-        w = xp.astype(sample_weight, like.dtype)
-        while w.ndim < m.ndim:
-            w = xp.expand_dims(w, axis=-1)
-        m = m * w
-    return m
 
 
 def _to_float(v):
