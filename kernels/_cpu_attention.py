@@ -3,8 +3,9 @@ pairs, blocks of ``BQ`` queries against blocks of ``BK`` keys, with a running ro
 and sum, so no (Tq, Tk) array is ever held; the forward keeps only the output and each
 row's log-sum-exp, and the backward recomputes each block's weights from them.
 
-The block products go through ``np.dot`` (BLAS); the masks, exponentials and dropout are
-scalar loops over one block. All kernels are serial and release the GIL:
+The block products go through ``np.dot`` (BLAS) on contiguous copies of each block (the
+arrays may be views of any strides); the masks, exponentials and dropout are scalar loops
+over one block. All kernels are serial and release the GIL:
 :mod:`xpnet.kernels.attention` runs chunks of the (batch, head) pairs side by side on
 :mod:`xpnet.kernels.threads`.
 """
@@ -138,33 +139,32 @@ def forward(q, k, v, kvm, qm, am, flags, causal, heads, scale, seed, threshold, 
             out, lse, lo, hi):
     """``out[bh]`` and ``lse[bh]`` for ``bh`` in ``[lo, hi)``; a row that sees no key gets
     ``out = 0`` and ``lse = +inf`` (so the backward's recomputed weights are 0)."""
-    tq, tk = q.shape[1], k.shape[1]
+    tq, tk = q.shape[2], k.shape[2]
     for bh in range(lo, hi):
-        b = bh // heads
+        b, h = bh // heads, bh % heads
         ab = b if am.shape[0] > 1 else 0
-        kt = np.ascontiguousarray(k[bh].T)
         for i0 in range(0, tq, BQ):
             i1 = min(i0 + BQ, tq)
-            qb = q[bh, i0:i1]
+            qb = np.ascontiguousarray(q[b, h, i0:i1])
             m = np.full(i1 - i0, -np.inf, dtype=q.dtype)
             row_sum = np.zeros(i1 - i0, dtype=q.dtype)
-            acc = np.zeros((i1 - i0, v.shape[2]), dtype=q.dtype)
+            acc = np.zeros((i1 - i0, v.shape[3]), dtype=q.dtype)
             stop = min(tk, i1) if causal else tk
             for j0 in range(0, stop, BK):
                 j1 = min(j0 + BK, stop)
-                s = np.dot(qb, np.ascontiguousarray(kt[:, j0:j1]))
+                s = np.dot(qb, np.ascontiguousarray(k[b, h, j0:j1].T))
                 alpha = _scores(s, i0, j0, b, ab, bh, kvm, qm, am, flags, causal, scale,
                                 seed, threshold, inv_keep, m, row_sum)
                 for r in range(i1 - i0):
                     if alpha[r] != 1.0:
                         acc[r] *= alpha[r]
-                acc += np.dot(s, v[bh, j0:j1])
+                acc += np.dot(s, np.ascontiguousarray(v[b, h, j0:j1]))
             for r in range(i1 - i0):
                 if row_sum[r] > 0.0:
-                    out[bh, i0 + r] = acc[r] / row_sum[r]
+                    out[b, h, i0 + r] = acc[r] / row_sum[r]
                     lse[bh, i0 + r] = m[r] + math.log(row_sum[r])
                 else:
-                    out[bh, i0 + r] = 0.0
+                    out[b, h, i0 + r] = 0.0
                     lse[bh, i0 + r] = np.inf
 
 
@@ -196,39 +196,38 @@ def backward(q, k, v, out, dout, lse, kvm, qm, am, flags, causal, heads, scale, 
              threshold, inv_keep, dq, dk, dv, lo, hi):
     """``dq``, ``dk``, ``dv`` for ``bh`` in ``[lo, hi)``, recomputing the weights block by
     block from ``lse``; ``delta_i = sum(dout_i * out_i)`` (FlashAttention-2)."""
-    tq, tk = q.shape[1], k.shape[1]
+    tq, tk = q.shape[2], k.shape[2]
     for bh in range(lo, hi):
-        b = bh // heads
+        b, h = bh // heads, bh % heads
         ab = b if am.shape[0] > 1 else 0
         delta = np.empty(tq, dtype=q.dtype)
         for i in range(tq):
             total = 0.0
-            for c in range(out.shape[2]):
-                total += dout[bh, i, c] * out[bh, i, c]
+            for c in range(out.shape[3]):
+                total += dout[b, h, i, c] * out[b, h, i, c]
             delta[i] = total
-        dq[bh] = 0.0
-        kt = np.ascontiguousarray(k[bh].T)
-        vt = np.ascontiguousarray(v[bh].T)
+        dq[b, h] = 0.0
         for j0 in range(0, tk, BK):
             j1 = min(j0 + BK, tk)
-            kb = k[bh, j0:j1]
-            dkb = np.zeros((j1 - j0, k.shape[2]), dtype=q.dtype)
-            dvb = np.zeros((j1 - j0, v.shape[2]), dtype=q.dtype)
-            ktb = np.ascontiguousarray(kt[:, j0:j1])
-            vtb = np.ascontiguousarray(vt[:, j0:j1])
+            kb = np.ascontiguousarray(k[b, h, j0:j1])
+            dkb = np.zeros((j1 - j0, k.shape[3]), dtype=q.dtype)
+            dvb = np.zeros((j1 - j0, v.shape[3]), dtype=q.dtype)
+            ktb = np.ascontiguousarray(kb.T)
+            vtb = np.ascontiguousarray(v[b, h, j0:j1].T)
             start = (j0 // BQ) * BQ if causal else 0
             for i0 in range(start, tq, BQ):
                 i1 = min(i0 + BQ, tq)
-                qb, db = q[bh, i0:i1], dout[bh, i0:i1]
+                qb = np.ascontiguousarray(q[b, h, i0:i1])
+                db = np.ascontiguousarray(dout[b, h, i0:i1])
                 s = np.dot(qb, ktb)
                 dp = np.dot(db, vtb)
                 _grad_block(s, dp, i0, j0, b, ab, bh, kvm, qm, am, flags, causal, scale,
                             seed, threshold, inv_keep, lse[bh], delta)
                 dvb += np.dot(s.T, db)
-                dq[bh, i0:i1] += np.dot(dp, kb) * scale
+                dq[b, h, i0:i1] += np.dot(dp, kb) * scale
                 dkb += np.dot(dp.T, qb) * scale
-            dk[bh, j0:j1] = dkb
-            dv[bh, j0:j1] = dvb
+            dk[b, h, j0:j1] = dkb
+            dv[b, h, j0:j1] = dvb
 
 
 def dropout_args(rate):
@@ -238,19 +237,25 @@ def dropout_args(rate):
     return int(math.ceil(rate * (1 << 24))), 1.0 / (1.0 - rate)
 
 
+def _heads_major(b, h, t, d, dtype):
+    """A (B, H, T, D) view of a new (B, T, H, D) array: the kernels write heads where the
+    layer's output projection reads them, so no copy goes between."""
+    return np.empty((b, t, h, d), dtype=dtype).transpose(0, 2, 1, 3)
+
+
 def attention_forward(q, k, v, kvm, qm, am, flags, causal, scale, seed, dropout):
-    """``(out (B, H, Tq, Dv), lse (B*H, Tq))`` for C-contiguous (B, H, T, D) arrays."""
+    """``(out (B, H, Tq, Dv), lse (B*H, Tq))`` for (B, H, T, D) arrays of any strides (a
+    block is copied where it is read: the (B, T, H, D) views the projections give need no
+    copy of the whole); ``out`` is a (B, H, Tq, Dv) view of a (B, Tq, H, Dv) array."""
     from xpnet.kernels import threads
 
-    b, h, tq, d = q.shape
-    tk, dv = k.shape[2], v.shape[3]
-    q3, k3, v3 = q.reshape(b * h, tq, d), k.reshape(b * h, tk, d), v.reshape(b * h, tk, dv)
-    out = np.empty((b * h, tq, dv), dtype=q.dtype)
+    b, h, tq, _ = q.shape
+    out = _heads_major(b, h, tq, v.shape[3], q.dtype)
     lse = np.empty((b * h, tq), dtype=q.dtype)
     threshold, inv = dropout_args(dropout)
-    threads.run(lambda lo, hi: forward(q3, k3, v3, kvm, qm, am, flags, bool(causal), h,
-                                       scale, seed, threshold, inv, out, lse, lo, hi), b * h)
-    return out.reshape(b, h, tq, dv), lse
+    threads.run(lambda lo, hi: forward(q, k, v, kvm, qm, am, flags, bool(causal), h, scale,
+                                       seed, threshold, inv, out, lse, lo, hi), b * h)
+    return out, lse
 
 
 def attention_backward(q, k, v, out, dout, lse, kvm, qm, am, flags, causal, scale, seed,
@@ -260,11 +265,10 @@ def attention_backward(q, k, v, out, dout, lse, kvm, qm, am, flags, causal, scal
 
     b, h, tq, d = q.shape
     tk, dvw = k.shape[2], v.shape[3]
-    q3, k3, v3 = q.reshape(b * h, tq, d), k.reshape(b * h, tk, d), v.reshape(b * h, tk, dvw)
-    o3, do3 = out.reshape(b * h, tq, dvw), dout.reshape(b * h, tq, dvw)
-    dq, dk, dv = np.empty_like(q3), np.empty_like(k3), np.empty_like(v3)
+    dq = _heads_major(b, h, tq, d, q.dtype)
+    dk, dv = _heads_major(b, h, tk, d, q.dtype), _heads_major(b, h, tk, dvw, q.dtype)
     threshold, inv = dropout_args(dropout)
-    threads.run(lambda lo, hi: backward(q3, k3, v3, o3, do3, lse, kvm, qm, am, flags,
+    threads.run(lambda lo, hi: backward(q, k, v, out, dout, lse, kvm, qm, am, flags,
                                         bool(causal), h, scale, seed, threshold, inv, dq, dk,
                                         dv, lo, hi), b * h)
-    return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape)
+    return dq, dk, dv

@@ -95,7 +95,8 @@ def attention(q, k, v, scale=None, kv_mask=None, q_mask=None, mask=None, causal=
         ctx = AttentionContext("ref", q, k, v, out, p, keep, masks, causal, scale, dropout,
                                seed)
         return out, (p if return_weights else None), ctx
-    q, k, v = (_c(a) for a in (q, k, v))
+    if route == "cuda":  # the CUDA kernels walk flat memory; njit copies blocks itself
+        q, k, v = (_c(a) for a in (q, k, v))
     out, lse = _load(route).attention_forward(q, k, v, *_kernel_masks(xp, q, k, masks),
                                               causal, scale, seed, dropout)
     ctx = AttentionContext(route, q, k, v, out, lse, None, masks, causal, scale, dropout,
@@ -111,8 +112,9 @@ def attention_grad(ctx, dout, dweights=None):
         return ref.backward(ctx.q, ctx.k, ctx.v, ctx.saved, ctx.keep, dout, xp, ctx.scale,
                             ctx.dropout, dweights)
     xp = namespace(ctx.q, dout)
+    dout = xp.astype(dout, ctx.q.dtype, copy=False)
     return _load(ctx.route).attention_backward(
-        ctx.q, ctx.k, ctx.v, ctx.out, _c(xp.astype(dout, ctx.q.dtype)), ctx.saved,
+        ctx.q, ctx.k, ctx.v, ctx.out, _c(dout) if ctx.route == "cuda" else dout, ctx.saved,
         *_kernel_masks(xp, ctx.q, ctx.k, ctx.masks), ctx.causal, ctx.scale, ctx.seed,
         ctx.dropout)
 
