@@ -6,7 +6,10 @@ side by side on :mod:`xpnet.kernels.threads`; the sums accumulate in float64."""
 import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+# Reassociation lets LLVM vectorise the row sums (several partial sums); without it each
+# sum waits on the previous add: 0.37 ms for a (2048, 128) forward on one thread.
+_jit = numba.njit(cache=True, error_model="numpy", nogil=True,
+                  fastmath={"reassoc", "contract"})
 
 
 @_jit
