@@ -134,22 +134,27 @@ def _make(tanh, sigmoid, one, suffix):
         out[name] = _jit(f)
     step_forward, step_backward = out["lstm_forward"], out["lstm_backward"]
 
-    def lstm_forward_seq(xz, kernel, m, gates, cs, hs, rz):
+    # Rows i0:i1 of the whole arrays (one range per thread): Numba types a row range of a
+    # C-contiguous array as C-contiguous, so the step loops vectorise and np.dot reads it
+    # in place (a range passed in from Python would be typed any-layout: 2.7x slower).
+    def lstm_forward_seq(xz, kernel, m, gates, cs, hs, rz, i0, i1):
         for t in range(xz.shape[0]):
-            np.dot(hs[t], kernel, rz)
-            step_forward(xz[t], rz, cs[t], hs[t], m[t], gates[t], cs[t + 1], hs[t + 1])
+            np.dot(hs[t, i0:i1], kernel, rz)
+            step_forward(xz[t, i0:i1], rz, cs[t, i0:i1], hs[t, i0:i1], m[t, i0:i1],
+                         gates[t, i0:i1], cs[t + 1, i0:i1], hs[t + 1, i0:i1])
 
-    def lstm_backward_seq(dseq, has_dseq, dh, dc, kernel_t, m, gates, cs, dz, dr):
+    def lstm_backward_seq(dseq, has_dseq, dh, dc, kernel_t, m, gates, cs, dz, dr, i0, i1):
         for t in range(gates.shape[0] - 1, -1, -1):
             if has_dseq:
-                for b in range(dh.shape[0]):
+                for b in range(i0, i1):
                     for j in range(dh.shape[1]):
                         dh[b, j] += dseq[t, b, j]
-            step_backward(dh, dc, gates[t], cs[t + 1], cs[t], m[t], dz[t])
-            np.dot(dz[t], kernel_t, dr)
-            for b in range(dh.shape[0]):
+            step_backward(dh[i0:i1], dc[i0:i1], gates[t, i0:i1], cs[t + 1, i0:i1],
+                          cs[t, i0:i1], m[t, i0:i1], dz[t, i0:i1])
+            np.dot(dz[t, i0:i1], kernel_t, dr)
+            for b in range(i0, i1):
                 for j in range(dh.shape[1]):
-                    dh[b, j] += dr[b, j]
+                    dh[b, j] += dr[b - i0, j]
 
     for f in (lstm_forward_seq, lstm_backward_seq):
         name = f.__name__
@@ -189,25 +194,28 @@ def gru_backward(dh, gates, h_prev, m, dx, dr):
     _kernels(dh)["gru_backward"](dh, gates, h_prev, m, dx, dr)
 
 
-def lstm_forward_seq(xz, kernel, mask, gates, cs, hs):
-    """Every step of :func:`lstm_forward` with its recurrent product ``hs[t] @ kernel`` in
-    one call (Numba's ``np.dot``: BLAS without a Python round trip a step). ``mask`` is a
-    bool ``(T, B)`` array; buffers as in :mod:`xpnet.kernels.recurrent`, C-contiguous."""
-    rz = np.empty((hs.shape[1], kernel.shape[1]), dtype=hs.dtype)
-    _kernels(xz)["lstm_forward_seq"](_c(xz), _c(kernel), _c(mask), gates, cs, hs, rz)
+def lstm_forward_seq(xz, kernel, mask, gates, cs, hs, rows):
+    """Rows ``rows[0]:rows[1]`` of every step of :func:`lstm_forward` with its recurrent
+    product ``hs[t] @ kernel``, in one call (Numba's ``np.dot``: BLAS without a Python round
+    trip a step). ``mask`` is a bool ``(T, B)`` array; buffers as in
+    :mod:`xpnet.kernels.recurrent`, C-contiguous, whole (every thread passes the same)."""
+    i, j = rows
+    rz = np.empty((j - i, kernel.shape[1]), dtype=hs.dtype)
+    _kernels(xz)["lstm_forward_seq"](xz, kernel, mask, gates, cs, hs, rz, i, j)
 
 
-def lstm_backward_seq(dseq, dh, dc, kernel, mask, gates, cs, dz):
-    """Every step of :func:`lstm_backward` in reverse with ``dz[t] @ kernel.T`` added to
-    ``dh``; ``dseq (T, B, u)`` (or None) joins ``dh`` at each step. ``dh`` and ``dc`` are
+def lstm_backward_seq(dseq, dh, dc, kernel_t, mask, gates, cs, dz, rows):
+    """Rows ``rows[0]:rows[1]`` of every step of :func:`lstm_backward` in reverse, with
+    ``dz[t] @ kernel_t`` (the recurrent kernel, transposed, C-contiguous) added to ``dh``;
+    ``dseq (T, B, u)`` (or None) joins ``dh`` at each step. ``dh`` and ``dc`` (whole) are
     updated in place into the initial state's gradients."""
-    dr = np.empty_like(dh)
+    i, j = rows
+    dr = np.empty((j - i, dh.shape[1]), dtype=dh.dtype)
     has = dseq is not None
-    _kernels(dh)["lstm_backward_seq"](_c(dseq) if has else dh[None], has, dh, dc,
-                                      _c(kernel.T), _c(mask), gates, cs, dz, dr)
+    _kernels(dh)["lstm_backward_seq"](dseq if has else dh[None], has, dh, dc, kernel_t, mask,
+                                      gates, cs, dz, dr, i, j)
 
 
-def _c(a):
-    # Numba types an array by its memory layout: on any-layout (strided) arrays the step
-    # kernels do not vectorise and np.dot copies its operands (2.7x the time, measured)
+def c(a):
+    """``a`` C-contiguous (a copy only if it is not): the sequence kernels' arrays."""
     return np.ascontiguousarray(a)

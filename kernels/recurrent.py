@@ -153,9 +153,7 @@ def lstm_backward_step(t, dh, dc, mask, gates, cs, dz, activation="tanh",
 
 def lstm_sequence(xp, activation, recurrent_activation, dtype):
     """Whether :func:`lstm_forward_sequence` and :func:`lstm_backward_sequence` take this
-    LSTM (NumPy with the fused kernels); otherwise the caller loops over the steps. They
-    take the whole batch in one call, on one thread (row ranges, being strided, ran the
-    kernels 2.7x slower; BLAS's own threads fight xpnet's: 100x slower, measured)."""
+    LSTM (NumPy with the fused kernels); otherwise the caller loops over the steps."""
     return fused(xp, activation, recurrent_activation, dtype) == "cpu"
 
 
@@ -169,12 +167,22 @@ def _mask_seq(xp, mask, t, b):
     return ones
 
 
+def _by_rows(batch, fn):
+    """``fn((i, j))`` over one range of batch rows per thread of xpnet's (inside ``fit``),
+    side by side: the rows are independent through the whole recurrence."""
+    per = max(_MIN_ROWS, -(-batch // threads.count()))
+    threads.run(lambda i, j: fn((i, j)), batch, min_chunk=per)
+
+
 def lstm_forward_sequence(xz, kernel, mask, gates, cs, hs):
     """Every step of :func:`lstm_forward_step`, the recurrent products included, in one
-    njit call (see :func:`lstm_sequence`); ``kernel`` is the recurrent kernel."""
+    njit call per thread (see :func:`lstm_sequence`); ``kernel`` is the recurrent kernel."""
     xp = namespace(xz)
-    _load("cpu").lstm_forward_seq(xz, kernel, _mask_seq(xp, mask, xz.shape[0], xz.shape[1]),
-                                  gates, cs, hs)
+    cpu = _load("cpu")
+    xz, kernel = cpu.c(xz), cpu.c(kernel)
+    m = cpu.c(_mask_seq(xp, mask, xz.shape[0], xz.shape[1]))
+    _by_rows(xz.shape[1], lambda rows: cpu.lstm_forward_seq(xz, kernel, m, gates, cs, hs,
+                                                            rows))
 
 
 def lstm_backward_sequence(dseq, dh, dc, kernel, mask, gates, cs, dz):
@@ -182,9 +190,12 @@ def lstm_backward_sequence(dseq, dh, dc, kernel, mask, gates, cs, dz):
     to ``dh`` and ``dseq[t]`` (or None) joining it; ``dh``, ``dc`` (overwritten) end as the
     initial state's gradients."""
     xp = namespace(dh)
-    _load("cpu").lstm_backward_seq(dseq, dh, dc, kernel,
-                                   _mask_seq(xp, mask, gates.shape[0], gates.shape[1]),
-                                   gates, cs, dz)
+    cpu = _load("cpu")
+    dseq = None if dseq is None else cpu.c(dseq)
+    kernel_t = cpu.c(kernel.T)
+    m = cpu.c(_mask_seq(xp, mask, gates.shape[0], gates.shape[1]))
+    _by_rows(dh.shape[0], lambda rows: cpu.lstm_backward_seq(dseq, dh, dc, kernel_t, m, gates,
+                                                             cs, dz, rows))
 
 
 # -- GRU (reset_after=True) ------------------------------------------------------------
