@@ -156,7 +156,31 @@ def _make(tanh, sigmoid, one, suffix):
                 for j in range(dh.shape[1]):
                     dh[b, j] += dr[b - i0, j]
 
-    for f in (lstm_forward_seq, lstm_backward_seq):
+    gru_step_forward, gru_step_backward = out["gru_forward"], out["gru_backward"]
+
+    def gru_forward_seq(xz, kernel, bias, m, gates, hs, rz, i0, i1):
+        for t in range(xz.shape[0]):
+            np.dot(hs[t, i0:i1], kernel, rz)
+            for b in range(rz.shape[0]):
+                for j in range(rz.shape[1]):
+                    rz[b, j] += bias[j]
+            gru_step_forward(xz[t, i0:i1], rz, hs[t, i0:i1], m[t, i0:i1], gates[t, i0:i1],
+                             hs[t + 1, i0:i1])
+
+    def gru_backward_seq(dseq, has_dseq, dh, kernel_t, m, gates, hs, dxz, drz, dr, i0, i1):
+        for t in range(gates.shape[0] - 1, -1, -1):
+            if has_dseq:
+                for b in range(i0, i1):
+                    for j in range(dh.shape[1]):
+                        dh[b, j] += dseq[t, b, j]
+            gru_step_backward(dh[i0:i1], gates[t, i0:i1], hs[t, i0:i1], m[t, i0:i1],
+                              dxz[t, i0:i1], drz[t, i0:i1])
+            np.dot(drz[t, i0:i1], kernel_t, dr)
+            for b in range(i0, i1):
+                for j in range(dh.shape[1]):
+                    dh[b, j] += dr[b - i0, j]
+
+    for f in (lstm_forward_seq, lstm_backward_seq, gru_forward_seq, gru_backward_seq):
         name = f.__name__
         f.__name__ = f.__qualname__ = f"{name}_{suffix}"
         out[name] = _jit(f)
@@ -214,6 +238,25 @@ def lstm_backward_seq(dseq, dh, dc, kernel_t, mask, gates, cs, dz, rows):
     has = dseq is not None
     _kernels(dh)["lstm_backward_seq"](dseq if has else dh[None], has, dh, dc, kernel_t, mask,
                                       gates, cs, dz, dr, i, j)
+
+
+def gru_forward_seq(xz, kernel, bias, mask, gates, hs, rows):
+    """Rows ``rows[0]:rows[1]`` of every step of :func:`gru_forward` with its recurrent
+    product ``hs[t] @ kernel + bias`` (``bias``: the recurrent bias row), in one call."""
+    i, j = rows
+    rz = np.empty((j - i, kernel.shape[1]), dtype=hs.dtype)
+    _kernels(xz)["gru_forward_seq"](xz, kernel, bias, mask, gates, hs, rz, i, j)
+
+
+def gru_backward_seq(dseq, dh, kernel_t, mask, gates, hs, dxz, drz, rows):
+    """Rows ``rows[0]:rows[1]`` of every step of :func:`gru_backward` in reverse, with
+    ``drz[t] @ kernel_t`` added to ``dh`` (whole, updated in place into the initial state's
+    gradient); ``dseq`` (or None) joins ``dh`` at each step."""
+    i, j = rows
+    dr = np.empty((j - i, dh.shape[1]), dtype=dh.dtype)
+    has = dseq is not None
+    _kernels(dh)["gru_backward_seq"](dseq if has else dh[None], has, dh, kernel_t, mask,
+                                     gates, hs, dxz, drz, dr, i, j)
 
 
 def c(a):

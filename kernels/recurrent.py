@@ -26,7 +26,8 @@ from xpnet.kernels import threads
 
 __all__ = ["lstm_forward_step", "lstm_backward_step", "gru_forward_step",
            "gru_backward_step", "fused", "over_batch", "lstm_sequence",
-           "lstm_forward_sequence", "lstm_backward_sequence"]
+           "lstm_forward_sequence", "lstm_backward_sequence", "gru_forward_sequence",
+           "gru_backward_sequence"]
 
 _MODULES = {}
 
@@ -152,8 +153,9 @@ def lstm_backward_step(t, dh, dc, mask, gates, cs, dz, activation="tanh",
 
 
 def lstm_sequence(xp, activation, recurrent_activation, dtype):
-    """Whether :func:`lstm_forward_sequence` and :func:`lstm_backward_sequence` take this
-    LSTM (NumPy with the fused kernels); otherwise the caller loops over the steps."""
+    """Whether the whole-sequence kernels (:func:`lstm_forward_sequence` & co., and the
+    GRU's) take this layer (NumPy with the fused kernels); otherwise the caller loops over
+    the steps."""
     return fused(xp, activation, recurrent_activation, dtype) == "cpu"
 
 
@@ -196,6 +198,31 @@ def lstm_backward_sequence(dseq, dh, dc, kernel, mask, gates, cs, dz):
     m = cpu.c(_mask_seq(xp, mask, gates.shape[0], gates.shape[1]))
     _by_rows(dh.shape[0], lambda rows: cpu.lstm_backward_seq(dseq, dh, dc, kernel_t, m, gates,
                                                              cs, dz, rows))
+
+
+def gru_forward_sequence(xz, kernel, bias, mask, gates, hs):
+    """Every step of :func:`gru_forward_step` with ``hs[t] @ kernel + bias`` (``bias`` the
+    recurrent bias row, or None) in one njit call per thread (as :func:`lstm_sequence`)."""
+    xp = namespace(xz)
+    cpu = _load("cpu")
+    xz, kernel = cpu.c(xz), cpu.c(kernel)
+    bias = xp.zeros((kernel.shape[1],), dtype=xz.dtype) if bias is None else cpu.c(bias)
+    m = cpu.c(_mask_seq(xp, mask, xz.shape[0], xz.shape[1]))
+    _by_rows(xz.shape[1], lambda rows: cpu.gru_forward_seq(xz, kernel, bias, m, gates, hs,
+                                                           rows))
+
+
+def gru_backward_sequence(dseq, dh, kernel, mask, gates, hs, dxz, drz):
+    """Every step of :func:`gru_backward_step` in reverse, with ``drz[t] @ kernel.T`` added
+    to ``dh`` and ``dseq[t]`` (or None) joining it; ``dh`` (overwritten) ends as the initial
+    state's gradient."""
+    xp = namespace(dh)
+    cpu = _load("cpu")
+    dseq = None if dseq is None else cpu.c(dseq)
+    kernel_t = cpu.c(kernel.T)
+    m = cpu.c(_mask_seq(xp, mask, gates.shape[0], gates.shape[1]))
+    _by_rows(dh.shape[0], lambda rows: cpu.gru_backward_seq(dseq, dh, kernel_t, m, gates, hs,
+                                                            dxz, drz, rows))
 
 
 # -- GRU (reset_after=True) ------------------------------------------------------------

@@ -38,22 +38,23 @@ def test_other_activations_take_the_composition():
     assert recurrent.fused(xp, "tanh", "hard_sigmoid") is None
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 3, 5), (5, 70, 9)])
 @pytest.mark.parametrize("scale", [1.0, 1e4])
-def test_lstm_whole_sequence_kernel(njit, dtype, shape, scale):
-    """The one-call LSTM recurrence (products and cells in njit) against the Python step
-    loop and against the array-API composition: masks ending at different steps,
-    return_sequences, saturated gates, and rows split over two threads (strided views)."""
+def test_whole_sequence_kernels(njit, kind, dtype, shape, scale):
+    """The one-call LSTM and GRU recurrences (products and cells in njit) against the
+    Python step loop and against the array-API composition: masks ending at different
+    steps, return_sequences, saturated gates, and rows split over two threads."""
     from xpnet import kernels
+    from xpnet import layers
     from xpnet.backend import get_backend
     from xpnet.kernels import threads
-    from xpnet.layers import LSTM
 
     t, b, u = shape
     rng = np.random.default_rng(4)
     backend = get_backend("cpu")
-    layer = LSTM(u, return_sequences=True, dtype=np.dtype(dtype).name)
+    layer = getattr(layers, kind)(u, return_sequences=True, dtype=np.dtype(dtype).name)
     layer.build_on(backend, (None, t, 4))
     for k in layer.params:
         layer.params[k][...] = rng.uniform(-0.6, 0.6, layer.params[k].shape) * (

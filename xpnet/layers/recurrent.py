@@ -197,6 +197,12 @@ class GRUMath(CellCore):
         hs, gates = _empty(xp, (t + 1, b, u), xz), _empty(xp, (t, b, 4 * u), xz)
         hs[0, ...] = states0[0]
         u_w, bias = self.params["recurrent_kernel"], self.params.get("bias")
+        out = {"hs": hs, "gates": gates, "finals": [hs[t, ...]]}
+        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+                                            xz.dtype):
+            rk.gru_forward_sequence(xz, u_w, None if bias is None else bias[1, ...], m, gates,
+                                    hs)
+            return out
 
         def loop(i, j):
             xz_, gates_, hs_, m_, rec_ = _rows(i, j, xz, gates, hs, m, rec)
@@ -207,7 +213,7 @@ class GRUMath(CellCore):
                 rk.gru_forward_step(s, xz_, rz, m_, gates_, hs_, self.activation,
                                     self.recurrent_activation)
         rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation, xz.dtype)
-        return {"hs": hs, "gates": gates, "finals": [hs[t, ...]]}
+        return out
 
     def run_backward(self, xp, ctx, dseq, d_finals):
         if not self.reset_after:
@@ -217,6 +223,11 @@ class GRUMath(CellCore):
         u_w = self.params["recurrent_kernel"]
         dxz, drz = _empty(xp, (t, b, 3 * u), gates), _empty(xp, (t, b, 3 * u), gates)
         (dh0,) = self._state_grads(xp, d_finals, hs[0, ...])
+        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+                                            gates.dtype):
+            dh = xp.asarray(dh0, copy=True)
+            rk.gru_backward_sequence(dseq, dh, u_w, m, gates, hs, dxz, drz)
+            return self._gru_grads(xp, hs, u_w, rec, dxz, drz, dh)
 
         def loop(i, j):
             dxz_, drz_, gates_, hs_, m_, rec_, dseq_ = _rows(i, j, dxz, drz, gates, hs, m, rec,
@@ -233,11 +244,14 @@ class GRUMath(CellCore):
         parts = rk.over_batch(xp, b, loop, self.activation, self.recurrent_activation,
                               gates.dtype)
         dh = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+        return self._gru_grads(xp, hs, u_w, rec, dxz, drz, dh)
+
+    def _gru_grads(self, xp, hs, u_w, rec, dxz, drz, dh):
         if "recurrent_kernel" in self.grads:
             self.grads["recurrent_kernel"] += self.recur_grad_kernel(xp, hs[:-1, ...], u_w,
                                                                      rec, drz)
         if "bias" in self.grads:
-            self.grads["bias"][1, ...] += xp.sum(xp.reshape(drz, (t * b, 3 * u)), axis=0)
+            self.grads["bias"][1, ...] += xp.sum(xp.reshape(drz, (-1, drz.shape[-1])), axis=0)
         return dxz, [dh]
 
     # reset_after=False: the reset gate scales h before its product, so the step needs two
