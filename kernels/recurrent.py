@@ -25,7 +25,7 @@ from xpnet.kernels import enabled
 from xpnet.kernels import threads
 
 __all__ = ["lstm_forward_step", "lstm_backward_step", "gru_forward_step",
-           "gru_backward_step", "fused", "over_batch", "lstm_sequence",
+           "gru_backward_step", "fused", "over_batch", "whole_sequence",
            "lstm_forward_sequence", "lstm_backward_sequence", "gru_forward_sequence",
            "gru_backward_sequence"]
 
@@ -152,10 +152,11 @@ def lstm_backward_step(t, dh, dc, mask, gates, cs, dz, activation="tanh",
     return xp.where(m, 0.0, dh), dc_prev + xp.where(m, 0.0, dc)
 
 
-def lstm_sequence(xp, activation, recurrent_activation, dtype):
-    """Whether the whole-sequence kernels (:func:`lstm_forward_sequence` & co., and the
-    GRU's) take this layer (NumPy with the fused kernels); otherwise the caller loops over
-    the steps."""
+def whole_sequence(xp, activation, recurrent_activation, dtype):
+    """Whether the whole-sequence kernels (``lstm_forward_sequence`` and the like: each
+    thread's rows through every step in one njit call, the recurrent products included)
+    take this layer (NumPy with the fused kernels); otherwise the caller loops over the
+    steps."""
     return fused(xp, activation, recurrent_activation, dtype) == "cpu"
 
 
@@ -178,7 +179,7 @@ def _by_rows(batch, fn):
 
 def lstm_forward_sequence(xz, kernel, mask, gates, cs, hs):
     """Every step of :func:`lstm_forward_step`, the recurrent products included, in one
-    njit call per thread (see :func:`lstm_sequence`); ``kernel`` is the recurrent kernel."""
+    njit call per thread (see :func:`whole_sequence`); ``kernel`` is the recurrent kernel."""
     xp = namespace(xz)
     cpu = _load("cpu")
     xz, kernel = cpu.c(xz), cpu.c(kernel)
@@ -202,7 +203,7 @@ def lstm_backward_sequence(dseq, dh, dc, kernel, mask, gates, cs, dz):
 
 def gru_forward_sequence(xz, kernel, bias, mask, gates, hs):
     """Every step of :func:`gru_forward_step` with ``hs[t] @ kernel + bias`` (``bias`` the
-    recurrent bias row, or None) in one njit call per thread (as :func:`lstm_sequence`)."""
+    recurrent bias row, or None) in one njit call per thread (see :func:`whole_sequence`)."""
     xp = namespace(xz)
     cpu = _load("cpu")
     xz, kernel = cpu.c(xz), cpu.c(kernel)

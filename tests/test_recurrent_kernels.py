@@ -72,14 +72,14 @@ def test_whole_sequence_kernels(njit, kind, dtype, shape, scale):
 
     with threads.using(2):
         whole = run()
-        real = recurrent.lstm_sequence
+        real = recurrent.whole_sequence
         try:
-            recurrent.lstm_sequence = lambda *a: False
+            recurrent.whole_sequence = lambda *a: False
             steps = run()
             kernels.enabled(False)
             composition = run()
         finally:
-            recurrent.lstm_sequence = real
+            recurrent.whole_sequence = real
             kernels.enabled(True)
     # the same kernels as the step loop (the products may round differently); against the
     # exact composition, float32's rational tanh differs by ~1e-7 a step, and saturated

@@ -100,7 +100,7 @@ class LSTMMath(CellCore):
         u_w = self.params["recurrent_kernel"]
 
         out = {"hs": hs, "cs": cs, "gates": gates, "finals": [hs[t, ...], cs[t, ...]]}
-        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+        if rec is None and rk.whole_sequence(xp, self.activation, self.recurrent_activation,
                                             xz.dtype):
             # one njit call: products and cells, no Python between the steps
             rk.lstm_forward_sequence(xz, u_w, m, gates, cs, hs)
@@ -122,7 +122,7 @@ class LSTMMath(CellCore):
         dz = xp.empty_like(gates)
         dh0, dc0 = self._state_grads(xp, d_finals, hs[0, ...])
 
-        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+        if rec is None and rk.whole_sequence(xp, self.activation, self.recurrent_activation,
                                             gates.dtype):
             dh, dc = xp.asarray(dh0, copy=True), xp.asarray(dc0, copy=True)
             rk.lstm_backward_sequence(dseq, dh, dc, u_w, m, gates, cs, dz)
@@ -198,7 +198,7 @@ class GRUMath(CellCore):
         hs[0, ...] = states0[0]
         u_w, bias = self.params["recurrent_kernel"], self.params.get("bias")
         out = {"hs": hs, "gates": gates, "finals": [hs[t, ...]]}
-        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+        if rec is None and rk.whole_sequence(xp, self.activation, self.recurrent_activation,
                                             xz.dtype):
             rk.gru_forward_sequence(xz, u_w, None if bias is None else bias[1, ...], m, gates,
                                     hs)
@@ -223,7 +223,7 @@ class GRUMath(CellCore):
         u_w = self.params["recurrent_kernel"]
         dxz, drz = _empty(xp, (t, b, 3 * u), gates), _empty(xp, (t, b, 3 * u), gates)
         (dh0,) = self._state_grads(xp, d_finals, hs[0, ...])
-        if rec is None and rk.lstm_sequence(xp, self.activation, self.recurrent_activation,
+        if rec is None and rk.whole_sequence(xp, self.activation, self.recurrent_activation,
                                             gates.dtype):
             dh = xp.asarray(dh0, copy=True)
             rk.gru_backward_sequence(dseq, dh, u_w, m, gates, hs, dxz, drz)
