@@ -26,6 +26,14 @@ def _jit(f):
     return numba.njit(cache=True, error_model="numpy", nogil=True)(f)
 
 
+@_inline
+def _add_rows(dst, src, i0):
+    """``dst[i0 + b] += src[b]`` for every row ``b`` of ``src``."""
+    for b in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i0 + b, j] += src[b, j]
+
+
 _HALF32 = np.float32(0.5)
 _tanh32 = _inline(rm.tanh_rational)
 _tanh64 = _inline(rm.tanh_exact)
@@ -146,15 +154,11 @@ def _make(tanh, sigmoid, one, suffix):
     def lstm_backward_seq(dseq, has_dseq, dh, dc, kernel_t, m, gates, cs, dz, dr, i0, i1):
         for t in range(gates.shape[0] - 1, -1, -1):
             if has_dseq:
-                for b in range(i0, i1):
-                    for j in range(dh.shape[1]):
-                        dh[b, j] += dseq[t, b, j]
+                _add_rows(dh, dseq[t, i0:i1], i0)
             step_backward(dh[i0:i1], dc[i0:i1], gates[t, i0:i1], cs[t + 1, i0:i1],
                           cs[t, i0:i1], m[t, i0:i1], dz[t, i0:i1])
             np.dot(dz[t, i0:i1], kernel_t, dr)
-            for b in range(i0, i1):
-                for j in range(dh.shape[1]):
-                    dh[b, j] += dr[b - i0, j]
+            _add_rows(dh, dr, i0)
 
     gru_step_forward, gru_step_backward = out["gru_forward"], out["gru_backward"]
 
@@ -170,15 +174,11 @@ def _make(tanh, sigmoid, one, suffix):
     def gru_backward_seq(dseq, has_dseq, dh, kernel_t, m, gates, hs, dxz, drz, dr, i0, i1):
         for t in range(gates.shape[0] - 1, -1, -1):
             if has_dseq:
-                for b in range(i0, i1):
-                    for j in range(dh.shape[1]):
-                        dh[b, j] += dseq[t, b, j]
+                _add_rows(dh, dseq[t, i0:i1], i0)
             gru_step_backward(dh[i0:i1], gates[t, i0:i1], hs[t, i0:i1], m[t, i0:i1],
                               dxz[t, i0:i1], drz[t, i0:i1])
             np.dot(drz[t, i0:i1], kernel_t, dr)
-            for b in range(i0, i1):
-                for j in range(dh.shape[1]):
-                    dh[b, j] += dr[b - i0, j]
+            _add_rows(dh, dr, i0)
 
     for f in (lstm_forward_seq, lstm_backward_seq, gru_forward_seq, gru_backward_seq):
         name = f.__name__

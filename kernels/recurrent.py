@@ -177,13 +177,19 @@ def _by_rows(batch, fn):
     threads.run(lambda i, j: fn((i, j)), batch, min_chunk=per)
 
 
+def _sequence_args(kernel, mask, t, b, transpose=False):
+    """The njit module, the recurrent kernel (transposed for a backward) and the (T, B)
+    row mask, C-contiguous."""
+    cpu = _load("cpu")
+    kernel = kernel.T if transpose else kernel
+    return cpu, cpu.c(kernel), cpu.c(_mask_seq(namespace(kernel), mask, t, b))
+
+
 def lstm_forward_sequence(xz, kernel, mask, gates, cs, hs):
     """Every step of :func:`lstm_forward_step`, the recurrent products included, in one
     njit call per thread (see :func:`whole_sequence`); ``kernel`` is the recurrent kernel."""
-    xp = namespace(xz)
-    cpu = _load("cpu")
-    xz, kernel = cpu.c(xz), cpu.c(kernel)
-    m = cpu.c(_mask_seq(xp, mask, xz.shape[0], xz.shape[1]))
+    cpu, kernel, m = _sequence_args(kernel, mask, xz.shape[0], xz.shape[1])
+    xz = cpu.c(xz)
     _by_rows(xz.shape[1], lambda rows: cpu.lstm_forward_seq(xz, kernel, m, gates, cs, hs,
                                                             rows))
 
@@ -192,11 +198,8 @@ def lstm_backward_sequence(dseq, dh, dc, kernel, mask, gates, cs, dz):
     """Every step of :func:`lstm_backward_step` in reverse, with ``dz[t] @ kernel.T`` added
     to ``dh`` and ``dseq[t]`` (or None) joining it; ``dh``, ``dc`` (overwritten) end as the
     initial state's gradients."""
-    xp = namespace(dh)
-    cpu = _load("cpu")
+    cpu, kernel_t, m = _sequence_args(kernel, mask, gates.shape[0], gates.shape[1], True)
     dseq = None if dseq is None else cpu.c(dseq)
-    kernel_t = cpu.c(kernel.T)
-    m = cpu.c(_mask_seq(xp, mask, gates.shape[0], gates.shape[1]))
     _by_rows(dh.shape[0], lambda rows: cpu.lstm_backward_seq(dseq, dh, dc, kernel_t, m, gates,
                                                              cs, dz, rows))
 
@@ -204,11 +207,10 @@ def lstm_backward_sequence(dseq, dh, dc, kernel, mask, gates, cs, dz):
 def gru_forward_sequence(xz, kernel, bias, mask, gates, hs):
     """Every step of :func:`gru_forward_step` with ``hs[t] @ kernel + bias`` (``bias`` the
     recurrent bias row, or None) in one njit call per thread (see :func:`whole_sequence`)."""
-    xp = namespace(xz)
-    cpu = _load("cpu")
-    xz, kernel = cpu.c(xz), cpu.c(kernel)
-    bias = xp.zeros((kernel.shape[1],), dtype=xz.dtype) if bias is None else cpu.c(bias)
-    m = cpu.c(_mask_seq(xp, mask, xz.shape[0], xz.shape[1]))
+    cpu, kernel, m = _sequence_args(kernel, mask, xz.shape[0], xz.shape[1])
+    xz = cpu.c(xz)
+    bias = cpu.c(namespace(xz).zeros((kernel.shape[1],), dtype=xz.dtype) if bias is None
+                 else bias)
     _by_rows(xz.shape[1], lambda rows: cpu.gru_forward_seq(xz, kernel, bias, m, gates, hs,
                                                            rows))
 
@@ -217,11 +219,8 @@ def gru_backward_sequence(dseq, dh, kernel, mask, gates, hs, dxz, drz):
     """Every step of :func:`gru_backward_step` in reverse, with ``drz[t] @ kernel.T`` added
     to ``dh`` and ``dseq[t]`` (or None) joining it; ``dh`` (overwritten) ends as the initial
     state's gradient."""
-    xp = namespace(dh)
-    cpu = _load("cpu")
+    cpu, kernel_t, m = _sequence_args(kernel, mask, gates.shape[0], gates.shape[1], True)
     dseq = None if dseq is None else cpu.c(dseq)
-    kernel_t = cpu.c(kernel.T)
-    m = cpu.c(_mask_seq(xp, mask, gates.shape[0], gates.shape[1]))
     _by_rows(dh.shape[0], lambda rows: cpu.gru_backward_seq(dseq, dh, kernel_t, m, gates, hs,
                                                             dxz, drz, rows))
 
