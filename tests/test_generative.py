@@ -169,6 +169,87 @@ def test_conditional_gan_trains_and_generates():
     assert gan.generate([0, 1, 2]).shape == (3, 8, 8, 1)
 
 
+def test_minibatch_stddev_gradients(backend):
+    """The appended channel's gradient (through the group mean, the square root and the
+    broadcast) against float64 central differences; two groups of 4 images."""
+    check_layer(backend, gans.MinibatchStdDev, {"group_size": 4}, input_shape=(8, 3, 3, 2),
+                expected_output_shape=(8, 3, 3, 3), expected_num_params=0)
+
+
+def test_minibatch_stddev_groups_consecutive_images():
+    x = np.random.default_rng(0).uniform(size=(6, 2, 2, 3)).astype("float32")
+    for group, n in ((4, 6), (2, 6), (3, 6)):  # 4 does not divide 6: groups of gcd = 2
+        y = ops.convert_to_numpy(gans.MinibatchStdDev(group_size=group)(x[:n]))
+        g = np.gcd(n, group)
+        want = [np.sqrt(x[k:k + g].var(axis=0) + 1e-8).mean() for k in range(0, n, g)]
+        np.testing.assert_array_equal(y[..., :3], x[:n])
+        np.testing.assert_allclose(y[:, 0, 0, 3], np.repeat(want, g), rtol=1e-5)
+        assert np.ptp(y[..., 3].reshape(n, -1), axis=1).max() == 0.0
+    # a group of fakes followed by a group of real images: each sees its own spread
+    same = np.concatenate([np.repeat(x[:1], 4, axis=0), x[:4]])
+    y = ops.convert_to_numpy(gans.MinibatchStdDev()(same))[:, 0, 0, 3]
+    assert y[0] < 1e-3 < y[4]
+
+
+def test_gan_with_minibatch_stddev_discriminator_trains():
+    keras.utils.set_random_seed(0)
+    g = gans.dcgan_generator(8, (8, 8, 1), filters=(8, 4))
+    d = gans.dcgan_discriminator((8, 8, 1), filters=(4, 8), minibatch_std=True)
+    assert d.output_shape == (None, 1) and d.layers[4].output_shape == (None, 2, 2, 9)
+    gan = gans.GAN(d, g, 8)
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3),
+                keras.losses.BinaryCrossentropy())
+    d0, g0 = _trainable(d), _trainable(g)
+    history = gan.fit(_digits(64)[0], epochs=1, batch_size=32, verbose=0).history
+    assert np.isfinite(history["d_loss"][0]) and np.isfinite(history["g_loss"][0])
+    assert not np.array_equal(_trainable(d)[0], d0[0])
+    assert not np.array_equal(_trainable(g)[0], g0[0])
+
+
+def test_acgan_discriminator_has_two_heads_and_steps_both_networks():
+    keras.utils.set_random_seed(0)
+    g = gans.dcgan_generator(8 + 10, (8, 8, 1), filters=(8, 4))
+    d = gans.acgan_discriminator((8, 8, 1), 10, filters=(4, 8))
+    assert [tuple(o.shape) for o in d.outputs] == [(None, 1), (None, 10)]
+    gan = gans.ACGAN(d, g, 8, num_classes=10)
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3),
+                keras.losses.BinaryCrossentropy())
+    assert isinstance(gan.class_loss_fn, keras.losses.CategoricalCrossentropy)
+    x, y = _digits(64)
+    d0, g0 = _trainable(d), _trainable(g)
+    history = gan.fit(x, keras.utils.to_categorical(y, 10), epochs=1, batch_size=32,
+                      verbose=0).history
+    assert np.isfinite(history["d_loss"][0]) and np.isfinite(history["g_loss"][0])
+    assert not any(np.array_equal(a, b) for a, b in zip(_trainable(d), d0))
+    assert not np.array_equal(_trainable(g)[0], g0[0])
+    assert gan.generate([0, 1, 2]).shape == (3, 8, 8, 1)
+
+
+@pytest.mark.parametrize("class_weight", [0.0, 5.0])
+def test_acgan_class_loss_teaches_the_classifier_head(class_weight):
+    """The discriminator's class head learns the real digits' labels through the class
+    term alone: its cross-entropy on them falls with ``class_weight`` 5 and, with 0, the
+    head's weights do not move."""
+    keras.utils.set_random_seed(0)
+    g = gans.dcgan_generator(8 + 10, (8, 8, 1), filters=(8, 4))
+    d = gans.acgan_discriminator((8, 8, 1), 10, filters=(4, 8))
+    gan = gans.ACGAN(d, g, 8, num_classes=10)
+    gan.compile(keras.optimizers.Adam(3e-3), keras.optimizers.Adam(1e-3),
+                keras.losses.BinaryCrossentropy(), class_weight=class_weight)
+    x, y = _digits(128)
+    one_hot = keras.utils.to_categorical(y, 10)
+
+    def class_loss():
+        probs = d.predict(x, verbose=0)[1]
+        return float(-np.mean(np.log(np.clip((probs * one_hot).sum(axis=1), 1e-7, 1))))
+    before, head = class_loss(), _weights(d.get_layer("label"))
+    gan.fit(x, one_hot, epochs=8, batch_size=32, verbose=0)
+    if class_weight:
+        assert class_loss() < before - 0.2, (before, class_loss())
+    else:
+        assert all(np.array_equal(a, b) for a, b in zip(_weights(d.get_layer("label")), head))
+
+
 def _classic(latent=8):
     keras.utils.set_random_seed(0)
     g = gans.dcgan_generator(latent, (8, 8, 1), filters=(8, 4))

@@ -297,8 +297,11 @@ def fcn(input_shape=(32, 32, 3), classes=3, filters=(16, 32, 64), backend=None, 
 # -- region-based detection (issue 15)
 from xpnet.applications_detection import FasterRCNN  # noqa: E402
 from xpnet.applications_detection import faster_rcnn  # noqa: E402
+from xpnet.applications_gan import ACGAN  # noqa: E402,F401
 from xpnet.applications_gan import GAN  # noqa: E402,F401
 from xpnet.applications_gan import ConditionalGAN  # noqa: E402,F401
+from xpnet.applications_gan import MinibatchStdDev  # noqa: E402,F401
+from xpnet.applications_gan import acgan_discriminator  # noqa: E402,F401
 from xpnet.applications_gan import dcgan_discriminator  # noqa: E402,F401
 from xpnet.applications_gan import dcgan_generator  # noqa: E402,F401
 from xpnet.applications_generative import VAE  # noqa: E402,F401
@@ -311,5 +314,6 @@ from xpnet.applications_generative import vae_encoder  # noqa: E402,F401
 from xpnet.applications_generative import vae_losses  # noqa: E402,F401
 
 __all__ += ["dense_autoencoder", "conv_autoencoder", "denoising_autoencoder", "VAE", "Sampling",
-            "vae_encoder", "vae_decoder", "vae_losses", "GAN", "ConditionalGAN",
-            "dcgan_generator", "dcgan_discriminator", "faster_rcnn", "FasterRCNN"]
+            "vae_encoder", "vae_decoder", "vae_losses", "GAN", "ConditionalGAN", "ACGAN",
+            "MinibatchStdDev", "dcgan_generator", "dcgan_discriminator",
+            "acgan_discriminator", "faster_rcnn", "FasterRCNN"]

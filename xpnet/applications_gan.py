@@ -7,6 +7,10 @@ with an overridden ``train_step``, two optimizers and :class:`xpnet.GradientTape
 (``keras-io/examples/generative/dcgan_overriding_train_step.py``); :class:`ConditionalGAN`
 feeds the one-hot class to both networks (``keras-io/examples/generative/conditional_gan.py``):
 concatenated to the latent vector, and as constant image channels of the discriminator.
+:class:`ACGAN` is the auxiliary-classifier GAN (Odena et al., 2017): the generator sees the
+class as ``ConditionalGAN``'s does; the discriminator (``acgan_discriminator``) sees the image
+alone and has two heads, real-or-fake and the class, and both networks add a
+cross-entropy on the class to their loss.
 
 The classic recipe also works: compile a combined model ``discriminator(generator(z))``
 after ``discriminator.trainable = False`` and alternate ``train_on_batch`` calls. As on
@@ -16,7 +20,10 @@ the discriminator once before freezing it; a model first trained after its flag 
 False does not train.
 """
 
+import math
+
 from xpnet import layers
+from xpnet import losses
 from xpnet import metrics
 from xpnet import ops
 from xpnet import random
@@ -25,7 +32,8 @@ from xpnet.models import Input
 from xpnet.models import Model
 from xpnet.models import Sequential
 
-__all__ = ["dcgan_generator", "dcgan_discriminator", "GAN", "ConditionalGAN"]
+__all__ = ["dcgan_generator", "dcgan_discriminator", "acgan_discriminator",
+           "MinibatchStdDev", "GAN", "ConditionalGAN", "ACGAN"]
 
 
 def dcgan_generator(latent_dim=64, output_shape=(28, 28, 1), filters=(64, 32),
@@ -47,15 +55,69 @@ def dcgan_generator(latent_dim=64, output_shape=(28, 28, 1), filters=(64, 32),
     return Sequential(stack, name=name, backend=backend)
 
 
+class MinibatchStdDev(layers.Layer):
+    """ProGAN's minibatch standard deviation (Karras et al., 2018): one channel appended to
+    ``(batch, rows, cols, channels)`` features, holding, for each group of ``group_size``
+    consecutive images, the mean over positions and channels of the features' standard
+    deviation within the group. A discriminator that sees it can tell a batch of too-similar
+    fakes from a batch of real images, which pushes the generator to cover more modes.
+
+    The groups are consecutive images (ProGAN's are strided), so that in a batch of fakes
+    followed by as many real images (:class:`GAN`'s ``train_step``) no group mixes the two
+    when the half-batch is a multiple of ``group_size``; a batch that is not a multiple of
+    ``group_size`` uses the largest common divisor.
+    """
+
+    def __init__(self, group_size=4, epsilon=1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.group_size, self.epsilon = group_size, epsilon
+
+    def call(self, inputs):
+        n, rows, cols, channels = ops.shape(inputs)
+        g = math.gcd(n, self.group_size)
+        x = ops.reshape(inputs, (n // g, g, rows, cols, channels))
+        variance = ops.mean(ops.square(x - ops.mean(x, axis=1, keepdims=True)), axis=1)
+        stddev = ops.mean(ops.sqrt(variance + self.epsilon), axis=(1, 2, 3))  # (n // g,)
+        stddev = ops.broadcast_to(ops.reshape(stddev, (n // g, 1, 1, 1, 1)),
+                                  (n // g, g, rows, cols, 1))
+        return ops.concatenate([inputs, ops.reshape(stddev, (n, rows, cols, 1))], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (input_shape[-1] + 1,)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size,
+                "epsilon": self.epsilon}
+
+
 def dcgan_discriminator(input_shape=(28, 28, 1), filters=(32, 64), dropout=0.3,
-                        backend=None, name="discriminator"):
-    """Per entry of ``filters`` a stride-2 ``Conv2D(f, 4)`` + LeakyReLU(0.2), then Flatten,
-    ``Dropout(dropout)`` and ``Dense(1, sigmoid)``: the probability that an image is real."""
+                        minibatch_std=False, backend=None, name="discriminator"):
+    """Per entry of ``filters`` a stride-2 ``Conv2D(f, 4)`` + LeakyReLU(0.2), then (with
+    ``minibatch_std``) a :class:`MinibatchStdDev` channel, Flatten, ``Dropout(dropout)`` and
+    ``Dense(1, sigmoid)``: the probability that an image is real."""
     stack = [Input(shape=input_shape)]
     for f in filters:
         stack += [layers.Conv2D(f, 4, strides=2, padding="same"), layers.LeakyReLU(0.2)]
+    if minibatch_std:
+        stack.append(MinibatchStdDev())
     stack += [layers.Flatten(), layers.Dropout(dropout), layers.Dense(1, activation="sigmoid")]
     return Sequential(stack, name=name, backend=backend)
+
+
+def acgan_discriminator(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64),
+                        dropout=0.3, backend=None, name="discriminator"):
+    """``dcgan_discriminator``'s stack with two heads, a functional model with two outputs:
+    ``Dense(1, sigmoid)`` (the probability that the image is real) and
+    ``Dense(num_classes, softmax)`` (its class)."""
+    inputs = Input(shape=input_shape)
+    x = inputs
+    for f in filters:
+        x = layers.Conv2D(f, 4, strides=2, padding="same")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    x = layers.Dropout(dropout)(layers.Flatten()(x))
+    validity = layers.Dense(1, activation="sigmoid", name="validity")(x)
+    label = layers.Dense(num_classes, activation="softmax", name="label")(x)
+    return Model(inputs, [validity, label], name=name, backend=backend)
 
 
 class GAN(Model):
@@ -183,3 +245,50 @@ class ConditionalGAN(GAN):
         z = random.normal(shape=(len(labels), self.latent_dim), seed=seed)
         one_hot = ops.one_hot(ops.convert_to_tensor(labels), self.num_classes, dtype=z.dtype)
         return self.generator.predict(ops.concatenate([z, one_hot], axis=1), verbose=0)
+
+
+class ACGAN(ConditionalGAN):
+    """The auxiliary-classifier GAN (Odena et al., 2017): the generator sees
+    ``[z, one_hot(label)]`` as in :class:`ConditionalGAN`; the discriminator sees the image
+    alone and returns ``[p_real_or_fake, class_probabilities]`` (``acgan_discriminator``).
+
+    ``compile(d_optimizer, g_optimizer, loss_fn, class_loss_fn=None, class_weight=1.0)``;
+    ``fit(images, one_hot_labels)``. The discriminator's loss is ``loss_fn`` on real-or-fake
+    (labels as :class:`GAN`'s) plus ``class_weight`` times ``class_loss_fn`` (default
+    categorical cross-entropy) on the real images' classes; the generator's is ``loss_fn``
+    with the misleading labels plus ``class_weight`` times ``class_loss_fn`` of the requested
+    class on its fakes. Unlike the paper, the classifier head learns from real images only,
+    so the generator must draw digits that a classifier of real digits recognises.
+    """
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn, class_loss_fn=None,
+                class_weight=1.0):
+        super().compile(d_optimizer, g_optimizer, loss_fn)
+        self.class_loss_fn = class_loss_fn or losses.CategoricalCrossentropy()
+        self.class_weight = class_weight
+
+    def train_step(self, data):
+        real_images, one_hot = data
+        batch_size = ops.shape(real_images)[0]
+        z = ops.concatenate([self._latent(batch_size, real_images), one_hot], axis=1)
+        combined = ops.concatenate([self.generator(z, training=True), real_images], axis=0)
+        labels = self._labels(batch_size, real_images)
+        with GradientTape() as tape:
+            validity, classes = self.discriminator(combined, training=True)
+            d_loss = (self.loss_fn(labels, validity) + self.class_weight
+                      * self.class_loss_fn(one_hot, classes[batch_size:]))
+        weights = self.discriminator.trainable_weights
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, weights), weights))
+
+        z = ops.concatenate([self._latent(batch_size, real_images), one_hot], axis=1)
+        misleading = ops.zeros((batch_size, 1), dtype=real_images.dtype)
+        with GradientTape() as tape:
+            validity, classes = self.discriminator(self.generator(z, training=True),
+                                                   training=True)
+            g_loss = (self.loss_fn(misleading, validity)
+                      + self.class_weight * self.class_loss_fn(one_hot, classes))
+        weights = self.generator.trainable_weights
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, weights), weights))
+        self.d_loss_metric.update_state(d_loss)
+        self.g_loss_metric.update_state(g_loss)
+        return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
