@@ -3,14 +3,15 @@
     python examples/conditional_gan.py              # the embedded 8x8 digits
     python examples/conditional_gan.py --data DIR   # MNIST IDX files in DIR
 
-Two variants, both with the class as an input of the generator (a latent vector with the
-one-hot class appended, as Keras 3's conditional GAN example):
+Two variants, both with the class as an input of both networks (the generator's: a latent
+vector with the one-hot class appended, as Keras 3's conditional GAN example):
 
-``--variant acgan`` (the default) is the auxiliary-classifier GAN (``xpnet.applications_gan.
-ACGAN``, Odena et al., 2017): the discriminator sees the image alone and has two heads,
-real-or-fake and the class (``acgan_discriminator``); both networks add a categorical
-cross-entropy on the class to their loss (the discriminator on the real images' labels, the
-generator on the requested labels of its fakes).
+``--variant acgan`` (the default) adds an auxiliary classifier (``xpnet.applications_gan.
+ACGAN``, after Odena et al., 2017): the discriminator takes ``[image, one_hot_class]`` and
+has two heads, real-or-fake for that class (the class appended to the image's features) and
+the image's class (from the features alone, ``acgan_discriminator``); both networks add a
+categorical cross-entropy on the class to their loss (the discriminator on the real images'
+labels, the generator on the requested labels of its fakes).
 
 ``--variant channels`` is Keras 3's example as written (``xpnet.applications_gan.
 ConditionalGAN``): the discriminator sees the image with ten constant channels holding the

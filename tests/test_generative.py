@@ -211,6 +211,7 @@ def test_acgan_discriminator_has_two_heads_and_steps_both_networks():
     g = gans.dcgan_generator(8 + 10, (8, 8, 1), filters=(8, 4))
     d = gans.acgan_discriminator((8, 8, 1), 10, filters=(4, 8))
     assert [tuple(o.shape) for o in d.outputs] == [(None, 1), (None, 10)]
+    assert [tuple(i.shape) for i in d.inputs] == [(None, 8, 8, 1), (None, 10)]  # both take it
     gan = gans.ACGAN(d, g, 8, num_classes=10)
     gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3),
                 keras.losses.BinaryCrossentropy())
@@ -240,7 +241,7 @@ def test_acgan_class_loss_teaches_the_classifier_head(class_weight):
     one_hot = keras.utils.to_categorical(y, 10)
 
     def class_loss():
-        probs = d.predict(x, verbose=0)[1]
+        probs = d.predict([x, one_hot], verbose=0)[1]
         return float(-np.mean(np.log(np.clip((probs * one_hot).sum(axis=1), 1e-7, 1))))
     before, head = class_loss(), _weights(d.get_layer("label"))
     gan.fit(x, one_hot, epochs=8, batch_size=32, verbose=0)
@@ -354,3 +355,16 @@ def test_conv_autoencoder_rejects_unknown_upsampling():
 def test_generator_rejects_sides_not_multiple_of_scale():
     with pytest.raises(ValueError, match="multiples of 4"):
         gans.dcgan_generator(8, (10, 10, 1))
+
+
+def test_acgan_class_head_reads_the_image_only():
+    """The class input reaches the real-or-fake head and never the class head: changing it
+    moves the first output and leaves the second exactly as it was."""
+    keras.utils.set_random_seed(0)
+    d = gans.acgan_discriminator((8, 8, 1), 10, filters=(4, 8))
+    x, _ = _digits(16)
+    a = keras.utils.to_categorical(np.arange(16) % 10, 10)
+    b = keras.utils.to_categorical((np.arange(16) + 3) % 10, 10)
+    (va, ca), (vb, cb) = d.predict([x, a], verbose=0), d.predict([x, b], verbose=0)
+    np.testing.assert_array_equal(ca, cb)
+    assert np.abs(va - vb).max() > 0

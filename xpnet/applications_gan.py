@@ -106,18 +106,21 @@ def dcgan_discriminator(input_shape=(28, 28, 1), filters=(32, 64), dropout=0.3,
 
 def acgan_discriminator(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64),
                         dropout=0.3, backend=None, name="discriminator"):
-    """``dcgan_discriminator``'s stack with two heads, a functional model with two outputs:
-    ``Dense(1, sigmoid)`` (the probability that the image is real) and
-    ``Dense(num_classes, softmax)`` (its class)."""
-    inputs = Input(shape=input_shape)
-    x = inputs
+    """``dcgan_discriminator``'s stack with two heads, a functional model with two inputs,
+    ``[image, one_hot_class]``, and two outputs: ``Dense(1, sigmoid)`` on the image's
+    features with the class appended (the probability that the image is a real one of that
+    class) and ``Dense(num_classes, softmax)`` on the features alone (the image's class:
+    the class input cannot leak into it)."""
+    image, label = Input(shape=input_shape), Input(shape=(num_classes,))
+    x = image
     for f in filters:
         x = layers.Conv2D(f, 4, strides=2, padding="same")(x)
         x = layers.LeakyReLU(0.2)(x)
     x = layers.Dropout(dropout)(layers.Flatten()(x))
-    validity = layers.Dense(1, activation="sigmoid", name="validity")(x)
-    label = layers.Dense(num_classes, activation="softmax", name="label")(x)
-    return Model(inputs, [validity, label], name=name, backend=backend)
+    validity = layers.Dense(1, activation="sigmoid", name="validity")(
+        layers.Concatenate()([x, label]))
+    classes = layers.Dense(num_classes, activation="softmax", name="label")(x)
+    return Model([image, label], [validity, classes], name=name, backend=backend)
 
 
 class GAN(Model):
@@ -248,9 +251,11 @@ class ConditionalGAN(GAN):
 
 
 class ACGAN(ConditionalGAN):
-    """The auxiliary-classifier GAN (Odena et al., 2017): the generator sees
-    ``[z, one_hot(label)]`` as in :class:`ConditionalGAN`; the discriminator sees the image
-    alone and returns ``[p_real_or_fake, class_probabilities]`` (``acgan_discriminator``).
+    """A conditional GAN with an auxiliary classifier (after Odena et al., 2017): the class
+    is an input of both networks -- the generator sees ``[z, one_hot(label)]`` as in
+    :class:`ConditionalGAN`, the discriminator ``[image, one_hot(label)]`` and returns
+    ``[p_real_for_that_class, class_probabilities]`` (``acgan_discriminator``; its class
+    head reads the image only).
 
     ``compile(d_optimizer, g_optimizer, loss_fn, class_loss_fn=None, class_weight=1.0)``;
     ``fit(images, one_hot_labels)``. The discriminator's loss is ``loss_fn`` on real-or-fake
@@ -272,9 +277,10 @@ class ACGAN(ConditionalGAN):
         batch_size = ops.shape(real_images)[0]
         z = ops.concatenate([self._latent(batch_size, real_images), one_hot], axis=1)
         combined = ops.concatenate([self.generator(z, training=True), real_images], axis=0)
+        both = ops.concatenate([one_hot, one_hot], axis=0)  # the fakes' requests, the truth
         labels = self._labels(batch_size, real_images)
         with GradientTape() as tape:
-            validity, classes = self.discriminator(combined, training=True)
+            validity, classes = self.discriminator([combined, both], training=True)
             d_loss = (self.loss_fn(labels, validity) + self.class_weight
                       * self.class_loss_fn(one_hot, classes[batch_size:]))
         weights = self.discriminator.trainable_weights
@@ -283,8 +289,8 @@ class ACGAN(ConditionalGAN):
         z = ops.concatenate([self._latent(batch_size, real_images), one_hot], axis=1)
         misleading = ops.zeros((batch_size, 1), dtype=real_images.dtype)
         with GradientTape() as tape:
-            validity, classes = self.discriminator(self.generator(z, training=True),
-                                                   training=True)
+            validity, classes = self.discriminator([self.generator(z, training=True),
+                                                    one_hot], training=True)
             g_loss = (self.loss_fn(misleading, validity)
                       + self.class_weight * self.class_loss_fn(one_hot, classes))
         weights = self.generator.trainable_weights
