@@ -1,7 +1,8 @@
 """``numba.njit`` LSTM and GRU cell kernels for NumPy arrays: the gates, the state update,
 their derivatives and the mask in one call per step, writing into the caller's
-preallocated per-step buffers; and the LSTM's whole recurrence in one call (each step's
-product through Numba's ``np.dot``, i.e. SciPy's BLAS, then the step kernel).
+preallocated per-step buffers; and the LSTM's and GRU's whole recurrence in one call per
+range of batch rows (each step's product through Numba's ``np.dot``, i.e. SciPy's BLAS,
+then the step kernel).
 
 Each row runs as a few short loops that each write one array: LLVM vectorizes a loop only
 while its runtime alias checks stay few, and one loop writing gates, c and h at once ran

@@ -149,12 +149,19 @@ def check_gradients(backend, layer, xs_host, r_host, multi, training, rng, holde
         dirs, derivs = numerical_grad(f, x0, rng)
         assert_grad_close(backend.to_numpy(dxs[i]), dirs, derivs,
                           f"{layer.name}: d/d input {i}")
-    for (h, name), g in analytic_params.items():
+    assert_param_grads(backend, analytic_params, lambda: objective(xs_host), rng)
+
+
+def assert_param_grads(backend, analytic, objective, rng):
+    """Each weight's gradient ``analytic[(holder, name)]`` against central differences of
+    ``objective()`` (which reads the weights in place); every weight is restored."""
+    xp = backend.xp
+    for (h, name), g in analytic.items():
         p0 = backend.to_numpy(h.params[name]).astype(np.float64).copy()
 
         def f(p, h=h, name=name):
             h.params[name][...] = backend.asarray(p, dtype=xp.float64)
-            return objective(xs_host)
+            return objective()
         dirs, derivs = numerical_grad(f, p0, rng)
         h.params[name][...] = backend.asarray(p0, dtype=xp.float64)
         assert_grad_close(g, dirs, derivs, f"{h.name}: d/d {name}")

@@ -4,6 +4,7 @@ and backward results that may carry keyword gradients (``InputGrads``)."""
 
 import numpy as np
 from harness import assert_grad_close
+from harness import assert_param_grads
 from harness import numerical_grad
 
 from xpnet.layers.base import InputGrads
@@ -101,13 +102,5 @@ def check_call_gradients(backend, layer, args, kwargs=None, grad_kwargs=(), mask
         dirs, derivs = numerical_grad(f, kwargs[name], rng)
         assert_grad_close(backend.to_numpy(kw_grads[name]), dirs, derivs,
                           f"{layer.name}: {name}")
-    for (h, name), g in params.items():
-        p0 = backend.to_numpy(h.params[name]).astype(np.float64).copy()
-
-        def f(p, h=h, name=name):
-            h.params[name][...] = backend.asarray(p, dtype=xp.float64)
-            return objective(args, kwargs)
-        dirs, derivs = numerical_grad(f, p0, rng)
-        h.params[name][...] = backend.asarray(p0, dtype=xp.float64)
-        assert_grad_close(g, dirs, derivs, f"{h.name}: d/d {name}")
+    assert_param_grads(backend, params, lambda: objective(args, kwargs), rng)
     return y

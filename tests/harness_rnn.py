@@ -5,8 +5,11 @@ and random masks replayed (dropout)."""
 
 import numpy as np
 from harness import assert_grad_close
+from harness import assert_param_grads
 from harness import numerical_grad
 
+from xpnet.engine.node import flatten
+from xpnet.engine.node import pack_as
 from xpnet.layers.base import InputGrads
 from xpnet.layers.base import Layer
 
@@ -24,24 +27,6 @@ def holders_of(layer):
                 else [v]
             stack.extend(i for i in items if isinstance(i, Layer))
     return found
-
-
-def _as_list(y):
-    """The arrays of a (possibly nested) list or tuple of outputs, in order."""
-    if isinstance(y, (list, tuple)):
-        return [a for part in y for a in _as_list(part)]
-    return [y]
-
-
-def _pack(like, flat):
-    """``flat`` (arrays in ``_as_list`` order) in the structure of ``like``."""
-    flat = list(flat)
-
-    def take(node):
-        if isinstance(node, (list, tuple)):
-            return type(node)(take(n) for n in node)
-        return flat.pop(0)
-    return take(like)
 
 
 def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
@@ -64,7 +49,7 @@ def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
         return backend.asarray(a) if int_x else backend.asarray(a, dtype=xp.float64)
 
     def to_dev(kw):
-        return {k: _pack(v, [backend.asarray(a, dtype=xp.float64) for a in _as_list(v)])
+        return {k: pack_as(v, [backend.asarray(a, dtype=xp.float64) for a in flatten(v)])
                 for k, v in kw.items()}
 
     def run(x, kw):
@@ -77,40 +62,32 @@ def check_call(backend, layer, x_host, kwargs_host=None, training=False, seed=0,
     for h in holders:
         h.zero_grads()
     y, ctx = run(x_host, kwargs_host)
-    ys = _as_list(y)
+    ys = flatten(y)
     rs = [rng.standard_normal(tuple(a.shape)) for a in ys]
     dys = [backend.asarray(r, dtype=xp.float64) for r in rs]
-    out = layer.backward(ctx, _pack(y, dys) if isinstance(y, (list, tuple)) else dys[0])
+    out = layer.backward(ctx, pack_as(y, dys) if isinstance(y, (list, tuple)) else dys[0])
     dx, dkw = (out.args, out.kwargs) if isinstance(out, InputGrads) else (out, {})
     analytic = {(h, k): backend.to_numpy(h.grads[k]).copy() for h in holders for k in h.grads}
 
     def objective(x, kw):
         yy, _ = run(x, kw)
         return sum(float(xp.sum(a * backend.asarray(r, dtype=xp.float64)))
-                   for a, r in zip(_as_list(yy), rs))
+                   for a, r in zip(flatten(yy), rs))
 
     if diff_x:
         dirs, derivs = numerical_grad(lambda v: objective(v, kwargs_host), x_host, rng)
         assert_grad_close(backend.to_numpy(dx), dirs, derivs, f"{layer.name}: d/d input")
     for name, value in kwargs_host.items():
-        parts = _as_list(value)  # a list of states may nest (a stack's, one list per cell)
-        got = _as_list(dkw[name])
+        parts = flatten(value)  # a list of states may nest (a stack's, one list per cell)
+        got = flatten(dkw[name])
         assert len(got) == len(parts), f"{layer.name}: d/d {name} has {len(got)} parts"
         for i, part in enumerate(parts):
             def f(v, i=i, name=name, parts=parts, value=value):
                 kw = dict(kwargs_host)
-                kw[name] = _pack(value, [v if j == i else p for j, p in enumerate(parts)])
+                kw[name] = pack_as(value, [v if j == i else p for j, p in enumerate(parts)])
                 return objective(x_host, kw)
             dirs, derivs = numerical_grad(f, part, rng)
             assert_grad_close(backend.to_numpy(got[i]), dirs, derivs,
                               f"{layer.name}: d/d {name}[{i}]")
-    for (h, name), g in analytic.items():
-        p0 = backend.to_numpy(h.params[name]).astype(np.float64).copy()
-
-        def f(p, h=h, name=name):
-            h.params[name][...] = backend.asarray(p, dtype=xp.float64)
-            return objective(x_host, kwargs_host)
-        dirs, derivs = numerical_grad(f, p0, rng)
-        h.params[name][...] = backend.asarray(p0, dtype=xp.float64)
-        assert_grad_close(g, dirs, derivs, f"{h.name}: d/d {name}")
+    assert_param_grads(backend, analytic, lambda: objective(x_host, kwargs_host), rng)
     return ys

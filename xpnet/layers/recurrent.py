@@ -124,9 +124,9 @@ class LSTMMath(CellCore):
 
         if rec is None and rk.whole_sequence(xp, self.activation, self.recurrent_activation,
                                             gates.dtype):
-            dh, dc = xp.asarray(dh0, copy=True), xp.asarray(dc0, copy=True)
-            rk.lstm_backward_sequence(dseq, dh, dc, u_w, m, gates, cs, dz)
-            return self._lstm_grads(xp, hs, u_w, rec, dz, dh, dc)
+            # _state_grads gave fresh arrays: the kernels turn them into dL/dstates0
+            rk.lstm_backward_sequence(dseq, dh0, dc0, u_w, m, gates, cs, dz)
+            return self._lstm_grads(xp, hs, u_w, rec, dz, dh0, dc0)
 
         def loop(i, j):
             dz_, gates_, cs_, m_, rec_, dseq_ = _rows(i, j, dz, gates, cs, m, rec, dseq)
@@ -225,9 +225,8 @@ class GRUMath(CellCore):
         (dh0,) = self._state_grads(xp, d_finals, hs[0, ...])
         if rec is None and rk.whole_sequence(xp, self.activation, self.recurrent_activation,
                                             gates.dtype):
-            dh = xp.asarray(dh0, copy=True)
-            rk.gru_backward_sequence(dseq, dh, u_w, m, gates, hs, dxz, drz)
-            return self._gru_grads(xp, hs, u_w, rec, dxz, drz, dh)
+            rk.gru_backward_sequence(dseq, dh0, u_w, m, gates, hs, dxz, drz)
+            return self._gru_grads(xp, hs, u_w, rec, dxz, drz, dh0)
 
         def loop(i, j):
             dxz_, drz_, gates_, hs_, m_, rec_, dseq_ = _rows(i, j, dxz, drz, gates, hs, m, rec,

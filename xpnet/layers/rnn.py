@@ -11,6 +11,8 @@ written with ``call()`` over ``keras.ops`` on the tape, or one written to the la
 """
 
 from xpnet.backend import namespace
+from xpnet.engine.node import flatten
+from xpnet.engine.node import pack_as
 from xpnet.layers.base import InputGrads
 from xpnet.layers.base import Layer
 from xpnet.layers.recurrent import GRUMath
@@ -222,18 +224,7 @@ class RNN(SequenceDriver, Layer):
         return None
 
     def _nest(self, flat):
-        out, i = [], 0
-        for n in self._groups():
-            out.append(list(flat[i:i + n]))
-            i += n
-        return out
-
-    def _flat(self, nested):
-        out = []
-        for n, part in zip(self._groups(), nested):
-            part = [None] * n if part is None else part
-            out += list(part) if isinstance(part, (list, tuple)) else [part]
-        return out
+        return pack_as([[None] * n for n in self._groups()], flat)
 
     def _nested_states(self, states):
         return self._groups() is not None and isinstance(states, (list, tuple)) and any(
@@ -254,7 +245,7 @@ class RNN(SequenceDriver, Layer):
     def forward(self, x, training=False, initial_state=None, mask=None):
         nested = self._nested_states(initial_state)
         if nested:
-            initial_state = self._flat(initial_state)
+            initial_state = flatten(initial_state)
         if self.cores():
             y, ctx = super().forward(x, training, initial_state, mask)
         else:
@@ -268,7 +259,7 @@ class RNN(SequenceDriver, Layer):
 
     def backward(self, ctx, dy, need_dx=True):
         if self.return_state and self._groups():
-            dy = [dy[0]] + self._flat(dy[1:])
+            dy = [dy[0]] + flatten(dy[1:])
         if "steps" not in ctx:
             g = super().backward(ctx, dy, need_dx)
         else:
