@@ -23,7 +23,8 @@ After training, the judge (the CNN of ``examples/cnn.py`` trained on the real im
 labels 1,000 generated digits, 100 per requested class, and the example prints how often it
 agrees with the request (``--judge-every N`` also after every N epochs). A grid with one
 row per class is written as PNG after each epoch. The figures in benchmarks/RESULTS.md come
-from ``--data DIR --small --batch-size 32 --judge-weights /tmp/judge.h5``.
+from ``--data DIR --small --judge-weights /tmp/judge.h5`` (batch 32 and, with ``--data``,
+10 epochs are the defaults; agreement 0.963 at 10 epochs, 0.974-0.976 at 20).
 """
 
 import argparse
@@ -31,6 +32,8 @@ import os
 import time
 
 import numpy as np
+from generative_common import gan_arguments
+from generative_common import gan_epochs
 from generative_common import judge_samples
 from generative_common import load
 from generative_common import print_verdict
@@ -43,25 +46,12 @@ from xpnet import keras
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", help="directory with MNIST IDX files (default: digits)")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--latent-dim", type=int, default=64)
-    parser.add_argument("--judge-epochs", type=int, default=3)
-    parser.add_argument("--judge-weights", help="load the judge from this file if it "
-                        "exists, else train it and save it there")
+    gan_arguments(parser, data_epochs=10)
     parser.add_argument("--variant", choices=["acgan", "channels"], default="acgan",
                         help="acgan: the discriminator also classifies the image "
                         "(ACGAN); channels: Keras's example, the class as image channels")
-    parser.add_argument("--judge-every", type=int, default=0, metavar="N",
-                        help="also judge the generator after every N epochs")
-    parser.add_argument("--small", action="store_true", help="half the filters")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--judge-only", action="store_true", help="skip training: judge "
-                        "the generator weights an earlier run saved in --out")
-    parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
     args = parser.parse_args(argv)
-    args.epochs = args.epochs or (10 if args.data else 30)
+    args.epochs = gan_epochs(args)
 
     (x_train, y_train), _ = load(args.data)
     judge_model = train_judge(x_train, y_train, args.judge_epochs, weights=args.judge_weights)

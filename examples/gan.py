@@ -29,7 +29,8 @@ images) labels 1,000 generated digits: the mean top-class probability says how d
 they are, the share of each class whether the generator collapsed onto a few modes
 (``--judge-every N`` also after every N epochs). Sample grids are written as PNG after each
 epoch (matplotlib). The figures in benchmarks/RESULTS.md come from ``--data DIR --small
---batch-size 32 --epochs 40 --judge-weights /tmp/judge.h5``: after 40 epochs (10,000 steps)
+--judge-weights /tmp/judge.h5`` (batch 32 and, with ``--data``, 40 epochs are the
+defaults): after 40 epochs (10,000 steps)
 the mean top-class probability is >= 0.8 and every class gets >= 5 % of the samples on the
 three seeds tried, narrowly (the rarest class, 8 or 5, at 5.4-5.6 %; at 35 epochs two seeds
 were still at 4.8 %).
@@ -40,6 +41,8 @@ import os
 import time
 
 import numpy as np
+from generative_common import gan_arguments
+from generative_common import gan_epochs
 from generative_common import judge_samples
 from generative_common import load
 from generative_common import print_verdict
@@ -116,26 +119,13 @@ def classic_recipe(x, args, sample):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", help="directory with MNIST IDX files (default: digits)")
+    gan_arguments(parser, data_epochs=40)
     parser.add_argument("--recipe", choices=["train_step", "classic"], default="train_step")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--latent-dim", type=int, default=64)
     parser.add_argument("--minibatch-std", action=argparse.BooleanOptionalAction,
                         default=True, help="a MinibatchStdDev channel in the "
                         "discriminator (ProGAN's trick against mode collapse)")
-    parser.add_argument("--judge-every", type=int, default=0, metavar="N",
-                        help="also judge the generator after every N epochs")
-    parser.add_argument("--small", action="store_true", help="half the filters")
-    parser.add_argument("--judge-epochs", type=int, default=3)
-    parser.add_argument("--judge-weights", help="load the judge from this file if it "
-                        "exists, else train it and save it there")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--judge-only", action="store_true", help="skip training: judge "
-                        "the generator weights an earlier run saved in --out")
-    parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
     args = parser.parse_args(argv)
-    args.epochs = args.epochs or (15 if args.data else 30)
+    args.epochs = gan_epochs(args)
 
     (x_train, y_train), _ = load(args.data)
     judge_model = train_judge(x_train, y_train, args.judge_epochs, weights=args.judge_weights)

@@ -18,6 +18,32 @@ def load(data):
     return cnn.load(data)
 
 
+def gan_arguments(parser, data_epochs):
+    """The arguments both GAN examples take; ``--epochs`` defaults to ``data_epochs`` on
+    MNIST (``--data``) and 30 on the embedded digits."""
+    parser.add_argument("--data", help="directory with MNIST IDX files (default: digits)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"default {data_epochs} with --data, else 30")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--latent-dim", type=int, default=64)
+    parser.add_argument("--small", action="store_true", help="half the filters (the models "
+                        "the figures in benchmarks/RESULTS.md come from)")
+    parser.add_argument("--judge-epochs", type=int, default=3)
+    parser.add_argument("--judge-weights", help="load the judge from this file if it "
+                        "exists, else train it and save it there")
+    parser.add_argument("--judge-every", type=int, default=0, metavar="N",
+                        help="also judge the generator after every N epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-only", action="store_true", help="skip training: judge "
+                        "the generator weights an earlier run saved in --out")
+    parser.add_argument("--out", default="gan_out", help="folder for the PNG grids")
+    parser.set_defaults(data_epochs=data_epochs)
+
+
+def gan_epochs(args):
+    return args.epochs or (args.data_epochs if args.data else 30)
+
+
 def save_grid(images, path, ncols=10, titles=None):
     """Save ``images`` (n, rows, cols, 1) in [0, 1] as one PNG grid; returns the path."""
     import matplotlib
