@@ -172,3 +172,14 @@ def test_get_by_name_and_errors():
         losses.get(3)
     with pytest.raises(ValueError, match="unknown reduction"):
         losses.MeanSquaredError(reduction="avg")
+
+
+def test_sparse_crossentropy_ignore_class_keras_figure():
+    """Keras 3's docstring figure for SparseCategoricalCrossentropy, 1.177 on
+    ``[1, 2]``; an extra entry labelled ``ignore_class`` leaves it unchanged (Keras masks
+    the per-entry loss and the mean runs over the valid entries)."""
+    y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
+    plain = losses.SparseCategoricalCrossentropy()
+    assert float(plain(np.array([1, 2]), y_pred[:2])) == pytest.approx(1.177, abs=5e-4)
+    ignoring = losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    assert float(ignoring(np.array([1, 2, -1]), y_pred)) == pytest.approx(1.177, abs=5e-4)
