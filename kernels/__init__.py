@@ -142,17 +142,10 @@ def activation_grad(kind, dy, saved, alpha=None):
         shape2 = (-1, dy.shape[-1])
         grad = cpu.softmax_grad if kind == "softmax" else cpu.log_softmax_grad
         grad(dy.reshape(shape2), saved.reshape(shape2), out.reshape(shape2))
-    else:  # elementwise: split over xpnet's threads when large (inside fit)
-        grad, a = cpu.ACTIVATION_GRAD[kind], dy.dtype.type(a)
-        d1, s1, o1 = dy.reshape(-1), saved.reshape(-1), out.reshape(-1)
-        threads.run(lambda i, j: grad(d1[i:j], s1[i:j], a, o1[i:j]), d1.shape[0],
-                    min_chunk=_SPLIT_MIN_SIZE)
+    else:
+        cpu.ACTIVATION_GRAD[kind](dy.reshape(-1), saved.reshape(-1), dy.dtype.type(a),
+                                  out.reshape(-1))
     return out
-
-
-# Elements per chunk below which an elementwise kernel is not split (a chunk's wake-up
-# and call cost a few microseconds; a ReLU gradient does ~1 element a nanosecond).
-_SPLIT_MIN_SIZE = 1 << 16
 
 
 def softmax_cross_entropy(logits, target, sample_weight=None, label_smoothing=0.0):
